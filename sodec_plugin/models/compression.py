@@ -1,0 +1,212 @@
+"""The VAE compression module: analysis E, hyper analysis H_a, the priors P and rate gains.
+
+Layered as in compressai: networks here, entropy models (EntropyBottleneck for z, a mean-scale
+GaussianConditional for y) for the training likelihoods, and the integer coding tables that
+``sodec_plugin.entropy`` turns into bytes. One model covers every rate point with a gain vector
+per point (Cui et al., "Asymmetric gained deep image compression", 2021): y is scaled by the
+gain before rounding, and the prior's means and scales are scaled by the same exact gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from torch import nn
+
+from ..config import SODECConfig
+from ..entropy import CodingTable, build_indexes, gaussian_pmfs
+from .prior import PriorSynthesis
+
+
+def _down(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+class Analysis(nn.Module):
+    """E: image in [0, 1] -> latent y at 1/16 resolution (four stride-2 stages with GDN)."""
+
+    def __init__(self, widths: tuple[int, int, int], latent: int) -> None:
+        super().__init__()
+        c0, c1, c2 = widths
+        self.net = nn.Sequential(_down(3, c0), GDN(c0), _down(c0, c1), GDN(c1),
+                                 _down(c1, c2), GDN(c2), _down(c2, latent))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2.0 - 1.0)
+
+
+class HyperAnalysis(nn.Module):
+    """H_a: y -> z at 1/64 resolution."""
+
+    def __init__(self, latent: int, hidden: int, z_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(latent, hidden, 3, padding=1), nn.LeakyReLU(inplace=True),
+                                 _down(hidden, hidden), nn.LeakyReLU(inplace=True), _down(hidden, z_channels))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+@dataclass
+class Latents:
+    """What the coder needs of one image: integer symbols and the rate position."""
+
+    z_symbols: np.ndarray  # int32 (Cz, h, w)
+    y_symbols: np.ndarray  # int32 (M, 4h, 4w)
+    rate_position: int
+
+
+class CompressionModule(nn.Module):
+    def __init__(self, cfg: SODECConfig) -> None:
+        super().__init__()
+        if cfg.rate_substeps & (cfg.rate_substeps - 1):
+            raise ValueError("rate_substeps must be a power of two (exact gain interpolation)")
+        self.cfg = cfg
+        m = cfg.latent_channels
+        self.analysis = Analysis(cfg.analysis_channels, m)
+        self.hyper_analysis = HyperAnalysis(m, cfg.hyper_channels, cfg.hyper_latent_channels)
+        self.prior = PriorSynthesis(cfg.hyper_latent_channels, cfg.hyper_channels, m,
+                                    cfg.prior_weight_bits, cfg.prior_activation_bits, cfg.prior_output_bits)
+        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
+        self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
+        lam = torch.tensor(cfg.rate_lambdas, dtype=torch.float32)
+        init = torch.sqrt(lam / lam[len(lam) // 2])[:, None].repeat(1, m)
+        self.gain = nn.Parameter(init.clone())
+        self.inverse_gain = nn.Parameter(1.0 / init)
+        # Integer coding tables, filled by update_tables() before saving and loaded with the weights.
+        self.register_buffer("scale_table", torch.zeros(0, dtype=torch.float64))
+        for name in ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median"):
+            self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
+
+    # ---- training ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, rate_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Noisy-quantisation forward for training; y_hat is rounded with a straight-through
+        estimator for the decoder, noise is used for the likelihoods."""
+        y = self.analysis(x)
+        z = self.hyper_analysis(y)
+        z_tilde, z_lik = self.entropy_bottleneck(z)
+        means, scales = self.prior(z_tilde)
+        g = self.gain.abs()[rate_index][:, :, None, None]
+        yg, mg = y * g, means * g
+        _, y_lik = self.gaussian(yg, scales * g, means=mg)
+        yg_hat = torch.round(yg - mg).detach() + (yg - mg) - (yg - mg).detach() + mg
+        y_hat = yg_hat * self.inverse_gain.abs()[rate_index][:, :, None, None]
+        return {"y_hat": y_hat, "z_hat": z_tilde, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+
+    # ---- coding tables ----------------------------------------------------------------------
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """Compute the integer coding tables from the trained weights (once, at save time)."""
+        cfg = self.cfg
+        st = torch.exp(torch.linspace(np.log(cfg.scale_min), np.log(cfg.scale_max), cfg.scale_levels,
+                                      dtype=torch.float64))
+        pmfs, offsets = gaussian_pmfs(st.numpy(), cfg.tail_mass)
+        y_tab = CodingTable.from_pmfs(pmfs, offsets)
+        eb = self.entropy_bottleneck
+        q = eb.quantiles.detach().double()[:, 0, :]
+        med = torch.round(q[:, 1])
+        lo = torch.clamp(torch.ceil(med - q[:, 0]), min=0).long()
+        hi = torch.clamp(torch.ceil(q[:, 2] - med), min=0).long()
+        z_pmfs, z_offsets = [], []
+        for c in range(q.shape[0]):
+            samples = torch.arange(-lo[c].item(), hi[c].item() + 1, dtype=torch.float32) + med[c].float()
+            pmf, _, _ = eb._likelihood(samples.reshape(1, 1, -1).expand(q.shape[0], 1, -1).contiguous(),
+                                       stop_gradient=True)
+            z_pmfs.append(pmf[c, 0].double().clamp(min=0).numpy())
+            z_offsets.append(-int(lo[c]))
+        z_tab = CodingTable.from_pmfs(z_pmfs, z_offsets)
+        self.scale_table = st
+        self.y_cdf, self.y_cdf_length, self.y_offset = (torch.from_numpy(a) for a in (y_tab.cdf, y_tab.length, y_tab.offset))
+        self.z_cdf, self.z_cdf_length, self.z_offset = (torch.from_numpy(a) for a in (z_tab.cdf, z_tab.length, z_tab.offset))
+        self.z_median = med.int()
+
+    def tables(self) -> tuple[CodingTable, CodingTable]:
+        cached = self.__dict__.get("_tables")
+        if cached is None:
+            if self.y_cdf.numel() == 0:
+                raise RuntimeError("coding tables are missing: call update_tables() after training")
+            cached = (CodingTable(self.z_cdf.numpy(), self.z_cdf_length.numpy(), self.z_offset.numpy()),
+                      CodingTable(self.y_cdf.numpy(), self.y_cdf_length.numpy(), self.y_offset.numpy()))
+            self.__dict__["_tables"] = cached
+        return cached
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Table buffers are resized to what the checkpoint holds, and cached tables dropped.
+        for name, buf in self.named_buffers(recurse=False):
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[key]))
+        self.__dict__.pop("_tables", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ---- exact gains and parameters ---------------------------------------------------------
+    def exact_gain(self, position: int) -> torch.Tensor:
+        """The y gain at a rate position as exact dyadic float64 (linear between fixed-point
+        gains of the two neighbouring rate points)."""
+        cfg = self.cfg
+        if not 0 <= position <= cfg.max_rate_position:
+            raise ValueError(f"rate position {position} outside 0..{cfg.max_rate_position}")
+        g = torch.round(self.gain.detach().abs().double().cpu() * 2.0**cfg.gain_bits)
+        i, k = divmod(position, cfg.rate_substeps)
+        j = min(i + 1, cfg.num_rates - 1)
+        return (g[i] * (cfg.rate_substeps - k) + g[j] * k) / (cfg.rate_substeps * 2.0**cfg.gain_bits)
+
+    def inverse_gain_at(self, position: int) -> torch.Tensor:
+        """Decoder-side inverse gain (geometric interpolation; need not be exact)."""
+        i, k = divmod(position, self.cfg.rate_substeps)
+        j = min(i + 1, self.cfg.num_rates - 1)
+        t = k / self.cfg.rate_substeps
+        ig = self.inverse_gain.detach().abs()
+        return ig[i] ** (1 - t) * ig[j] ** t
+
+    def y_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Exact means (float64, CPU) and table indexes of y for integer z_hat (1, Cz, h, w)."""
+        means, scales = self.prior.exact(z_hat)
+        g = self.exact_gain(position)[None, :, None, None]
+        scales = torch.clamp(scales, min=self.cfg.scale_min) * g
+        indexes = build_indexes(scales.numpy(), self.scale_table.numpy())
+        return means * g, indexes
+
+    def z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
+        c = shape[1]
+        return np.broadcast_to(np.arange(c, dtype=np.int32)[:, None, None], (c, *shape[2:])).copy()
+
+    # ---- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, position: int) -> Latents:
+        """x: (1, 3, H, W) in [0, 1], H and W multiples of 64."""
+        z_tab, y_tab = self.tables()
+        y = self.analysis(x).float()
+        z = self.hyper_analysis(y).double().cpu()
+        med = self.z_median.double()[None, :, None, None]
+        z_sym = torch.round(z - med)
+        zi = self.z_indexes(tuple(z.shape))
+        z_sym_np = z_tab.clamp(z_sym.numpy().astype(np.int64).reshape(-1), zi.reshape(-1)).reshape(z.shape[1:])
+        z_hat = torch.from_numpy(z_sym_np).double()[None] + med
+        means, indexes = self.y_parameters(z_hat, position)
+        g = self.exact_gain(position)[None, :, None, None]
+        y_sym = torch.round(y.double().cpu() * g - means).numpy().astype(np.int64)
+        y_sym = y_tab.clamp(y_sym.reshape(-1), indexes.reshape(-1)).reshape(y.shape[1:])
+        return Latents(z_sym_np.astype(np.int32), y_sym.astype(np.int32), position)
+
+    def z_hat_from_symbols(self, z_symbols: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(z_symbols.astype(np.float64))[None] + self.z_median.double()[None, :, None, None]
+
+    def y_hat_from_symbols(self, y_symbols: np.ndarray, means: torch.Tensor, position: int) -> torch.Tensor:
+        """Dequantised, inverse-gained y_hat (1, M, h, w) as float32 on the CPU."""
+        yg = torch.from_numpy(y_symbols.astype(np.float64))[None] + means
+        return yg.float() * self.inverse_gain_at(position).float().cpu()[None, :, None, None]
+
+    def pad_multiple(self) -> int:
+        return 64
+
+    @staticmethod
+    def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x

@@ -1,0 +1,136 @@
+"""SODEC: the compression module, the fidelity decoder and (optionally) the one-step diffusion
+decoder, with diffusers-style ``from_pretrained`` / ``save_pretrained``.
+
+A saved model is a folder: ``config.json`` (the SODECConfig plus the sha256 of the weights) and
+``model.safetensors`` (every trained tensor; LoRA unfused). The frozen parts (SD UNet and VAE,
+the ViT) are not copied: they come from their own repo ids and revisions named in the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import CONFIG_NAME, WEIGHTS_NAME, SODECConfig
+from .compression import CompressionModule
+from .guidance import FidelityDecoder
+
+
+class WeightsError(ValueError):
+    """Weights that do not match their config (digest, keys or shapes)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class SODECModel(nn.Module):
+    def __init__(self, cfg: SODECConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.compression = CompressionModule(cfg)
+        self.fidelity_decoder = FidelityDecoder(cfg.latent_channels, cfg.synthesis_channels)
+        self.diffusion = None
+        if cfg.diffusion is not None:
+            from .diffusion import DiffusionDecoder
+
+            self.diffusion = DiffusionDecoder(cfg)
+        self.digest = ""  # sha256 of the weights file this instance was loaded from / saved to
+
+    @property
+    def identity(self) -> str:
+        return f"{self.cfg.name}@{self.digest[:8]}" if self.digest else self.cfg.name
+
+    @property
+    def has_diffusion(self) -> bool:
+        return self.diffusion is not None
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor that belongs in model.safetensors (frozen base weights excluded)."""
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("diffusion.")}
+        if self.diffusion is not None:
+            state.update({f"diffusion.{k}": v for k, v in self.diffusion.trainable_state_dict().items()})
+        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+    def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write config.json + model.safetensors; returns the folder. Tables are refreshed first."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.compression.update_tables()
+        meta = {"format": "pt", "sodec_config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
+        for k, v in (metadata or {}).items():
+            meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        tmp = folder / (WEIGHTS_NAME + ".tmp")
+        save_file(self.trainable_state_dict(), str(tmp), metadata=meta)
+        tmp.replace(folder / WEIGHTS_NAME)
+        self.digest = file_sha256(folder / WEIGHTS_NAME)
+        self.cfg.save(folder, weights_sha256=self.digest)
+        return folder
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, device: str | torch.device | None = None,
+                    dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None) -> SODECModel:
+        """Load a saved model from a local folder, refusing weights whose digest is wrong."""
+        from safetensors import safe_open
+
+        folder = Path(folder)
+        if not (folder / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"{folder} holds no {CONFIG_NAME}")
+        cfg, expected = SODECConfig.load(folder)
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{folder} holds no {WEIGHTS_NAME}")
+        digest = file_sha256(weights)
+        if expected is not None and digest != expected:
+            raise WeightsError(f"{weights} has sha256 {digest[:16]}..., but its config.json records "
+                               f"{expected[:16]}...: the file is corrupt or does not belong to this config")
+        with safe_open(str(weights), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        model = cls(cfg)
+        own = {k: v for k, v in state.items() if not k.startswith("diffusion.")}
+        missing, unexpected = model.load_state_dict(own, strict=False)
+        missing = [k for k in missing if not k.startswith("diffusion.")]
+        if missing or unexpected:
+            raise WeightsError(f"weights do not match config {cfg.name!r}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        if model.diffusion is not None:
+            lora = {k[len("diffusion."):]: v for k, v in state.items() if k.startswith("diffusion.")}
+            model.diffusion.load_pretrained(lora, **(base_kwargs or {}))
+        model.digest = digest
+        model.eval().requires_grad_(False)
+        if device is not None or dtype is not None:
+            model.to_runtime(device, dtype)
+        return model
+
+    def to_runtime(self, device: str | torch.device | None, dtype: torch.dtype | None) -> SODECModel:
+        """Move networks to a device/dtype; the coding tables and exact prior stay on the CPU."""
+        comp = self.compression
+        keep = {"scale_table": comp.scale_table}
+        self.to(device=device)
+        if dtype is not None:
+            for mod in (self.fidelity_decoder, comp.analysis, comp.hyper_analysis):
+                mod.to(dtype=dtype)
+            if self.diffusion is not None:
+                self.diffusion.to(dtype=dtype)
+        for name in ("scale_table", "y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median"):
+            setattr(comp, name, getattr(comp, name).cpu())
+        comp.scale_table = keep["scale_table"].cpu()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.fidelity_decoder.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.fidelity_decoder.parameters()).dtype

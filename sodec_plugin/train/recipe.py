@@ -1,0 +1,82 @@
+"""The training recipe: every weight and schedule of the three rate-annealing stages.
+
+The paper publishes none of these values; the defaults are this project's and are recorded in
+the weights' metadata of every model trained with them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StageRecipe:
+    steps: int
+    lr: float
+    # lr is multiplied by 0.1 at each of these fractions of `steps`.
+    lr_drops: tuple[float, ...] = (0.85,)
+    batch_size: int = 8
+    crop: int = 128
+
+
+@dataclass
+class TrainRecipe:
+    seed: int = 0
+    downscale: float = 0.75
+    grad_clip: float = 1.0
+    aux_lr: float = 1e-3
+    checkpoint_every: int = 250
+    log_every: int = 50
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU)
+    gradient_checkpointing: bool = True
+    # Stage 1: compression module + fidelity decoder, all rate points of the config at once.
+    stage1: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-4))
+    # Stage 2: diffusion path with distortion only: d = k_M * MSE + k_P * LPIPS (HiFiC weights).
+    stage2: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-5, crop=512, batch_size=4))
+    k_mse: float = 0.075 * 2**-5 * 255**2
+    k_lpips: float = 1.0
+    # Stage 3: end to end, rate weight annealed from the first to the last value (bits/pixel
+    # weight), MSE alignment on the fidelity decoder, GAN loss in the last `gan_fraction`.
+    stage3: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=2e-5, crop=512, batch_size=4))
+    rate_weights: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    align_weight: float = 1.0
+    gan_weight: float = 0.01
+    gan_fraction: float = 0.25
+    # Stage 3 trains one rate point of the config (the paper trains one model per rate).
+    target_rate_index: int = 0
+
+    def stage(self, n: int) -> StageRecipe:
+        return {1: self.stage1, 2: self.stage2, 3: self.stage3}[n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainRecipe:
+        d = dict(d)
+        for k in ("stage1", "stage2", "stage3"):
+            if k in d and isinstance(d[k], dict):
+                s = dict(d[k])
+                if "lr_drops" in s:
+                    s["lr_drops"] = tuple(s["lr_drops"])
+                d[k] = StageRecipe(**s)
+        if "rate_weights" in d:
+            d["rate_weights"] = tuple(d["rate_weights"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainRecipe:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def builtin_recipes() -> dict[str, TrainRecipe]:
+    tiny = TrainRecipe(checkpoint_every=2, log_every=1,
+                       stage1=StageRecipe(steps=4, lr=1e-3, batch_size=2, crop=64),
+                       stage2=StageRecipe(steps=4, lr=1e-3, batch_size=1, crop=64),
+                       stage3=StageRecipe(steps=8, lr=1e-3, batch_size=1, crop=64),
+                       rate_weights=(0.01, 10.0), gan_fraction=0.25)
+    return {"sodec-lite": TrainRecipe(), "tiny": tiny, "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

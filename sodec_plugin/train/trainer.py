@@ -1,0 +1,217 @@
+"""`sodec train`: the rate-annealing stages, with checkpoints that resume exactly.
+
+Every step's batch and noise are seeded by (seed, step), so stopping and resuming from a
+checkpoint continues with the numbers an uninterrupted run would have produced.
+The output folder holds ``checkpoints/`` (resume state, not for release), ``log.csv`` and, when
+the run ends or `export()` is called, ``model/``: what ``load_model`` reads and
+``push_to_hub`` publishes, with a model card.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import SODECConfig, resolve_config
+from ..models.sodec import SODECModel
+from .data import CropDataset
+from .recipe import TrainRecipe, builtin_recipes
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def bits_per_pixel(likelihoods: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Per-sample bits per pixel from likelihoods (B, ...)."""
+    return -torch.log2(likelihoods).flatten(1).sum(1) / pixels
+
+
+@dataclass
+class StepResult:
+    loss: float
+    values: dict[str, float]
+
+
+class Trainer:
+    def __init__(self, cfg: SODECConfig, recipe: TrainRecipe, data_dir: str | Path, out_dir: str | Path,
+                 stage: int, device: str | None = None, init_from: str | Path | None = None) -> None:
+        self.cfg, self.recipe, self.stage = cfg, recipe, stage
+        self.out = Path(out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.sr = recipe.stage(stage)
+        self.data = CropDataset(data_dir, self.sr.crop, recipe.downscale)
+        self.data_dir = Path(data_dir)
+        if init_from is not None:
+            self.model = SODECModel.from_folder(init_from).train().requires_grad_(True)
+        else:
+            self.model = SODECModel(cfg)
+        self.model.to(self.device)
+        self.stages = _stage_impl(self)
+        self.step = 0
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _ckpt_path(self) -> Path:
+        return self.ckpt_dir / f"stage{self.stage}-last.pt"
+
+    def save_checkpoint(self) -> None:
+        state = {"step": self.step, "stage": self.stage, "model": self.model.trainable_state_dict(),
+                 "optimizers": [o.state_dict() for o in self.stages.optimizers]}
+        tmp = self._ckpt_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self._ckpt_path())
+
+    def resume(self) -> bool:
+        p = self._ckpt_path()
+        if not p.exists():
+            return False
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        self.model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("diffusion.")},
+                                   strict=False)
+        if self.model.diffusion is not None:
+            self.model.diffusion.load_trainable(
+                {k[len("diffusion."):]: v for k, v in state["model"].items() if k.startswith("diffusion.")})
+        self.model.to(self.device)
+        for o, s in zip(self.stages.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        self.step = int(state["step"])
+        return True
+
+    # ---- loop -------------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        drops = sum(step >= f * self.sr.steps for f in self.sr.lr_drops)
+        return self.sr.lr * 0.1**drops
+
+    def run(self, max_steps: int | None = None, progress: bool = True) -> list[StepResult]:
+        from tqdm import tqdm
+
+        end = self.sr.steps if max_steps is None else min(self.sr.steps, max_steps)
+        results: list[StepResult] = []
+        log_path = self.out / "log.csv"
+        new_log = not log_path.exists()
+        self.model.train()
+        with open(log_path, "a", newline="") as logf, tqdm(total=end, initial=self.step, disable=not progress,
+                                                            desc=f"stage {self.stage}") as bar:
+            writer = None
+            t0 = time.time()
+            while self.step < end:
+                torch.manual_seed(self.recipe.seed * 1_000_003 + self.step)
+                for o in self.stages.optimizers[:1]:
+                    for g in o.param_groups:
+                        g["lr"] = self.lr_at(self.step)
+                x = self.data.batch(self.recipe.seed, self.step, self.sr.batch_size).to(self.device)
+                res = self.stages.step(x, self.step)
+                if not math.isfinite(res.loss):
+                    raise FloatingPointError(f"loss is {res.loss} at step {self.step}")
+                results.append(res)
+                self.step += 1
+                bar.update(1)
+                if self.step % self.recipe.log_every == 0 or self.step == end:
+                    row = {"stage": self.stage, "step": self.step, "lr": self.lr_at(self.step - 1),
+                           "seconds": round(time.time() - t0, 2), "loss": res.loss, **res.values}
+                    if writer is None:
+                        writer = csv.DictWriter(logf, fieldnames=list(row))
+                        if new_log:
+                            writer.writeheader()
+                    writer.writerow(row)
+                    logf.flush()
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[4:8]})
+                if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint()
+        return results
+
+    def export(self, folder: str | Path | None = None, command: str | None = None) -> Path:
+        folder = Path(folder) if folder is not None else self.out / "model"
+        self.model.eval()
+        meta = {"training": {"command": command or " ".join(sys.argv), "stage": self.stage, "steps": self.step,
+                             "seed": self.recipe.seed, "data_dir": str(self.data_dir),
+                             "data_files": len(self.data.files), "data_sha256": self.data.digest(),
+                             "git_commit": git_commit(), "recipe": self.recipe.to_dict()}}
+        self.model.save_pretrained(folder, metadata=meta)
+        from ..hub import write_model_card
+
+        write_model_card(folder, self.model, meta["training"])
+        return folder
+
+
+class Stage1:
+    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*MSE + bpp."""
+
+    def __init__(self, t: Trainer) -> None:
+        self.t = t
+        comp = t.model.compression
+        params = [p for n, p in t.model.named_parameters()
+                  if not n.endswith("quantiles") and not n.startswith("diffusion.")]
+        self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
+                           torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
+        self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
+
+    def step(self, x: torch.Tensor, step: int) -> StepResult:
+        m, comp = self.t.model, self.t.model.compression
+        g = torch.Generator().manual_seed(self.t.recipe.seed * 7919 + step)
+        r = torch.randint(0, self.t.cfg.num_rates, (x.shape[0],), generator=g).to(x.device)
+        out = comp(x, r)
+        x_f = m.fidelity_decoder(out["y_hat"])
+        mse = (x_f - x).pow(2).flatten(1).mean(1)
+        pixels = x.shape[-1] * x.shape[-2]
+        bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
+        loss = (self.lambdas[r] * 255**2 * mse + bpp).mean()
+        opt, aux_opt = self.optimizers
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], self.t.recipe.grad_clip)
+        opt.step()
+        aux = comp.entropy_bottleneck.loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
+        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item()})
+
+
+def _stage_impl(t: Trainer) -> Any:
+    if t.stage == 1:
+        return Stage1(t)
+    from .diffusion_stages import Stage2, Stage3
+
+    return {2: Stage2, 3: Stage3}[t.stage](t)
+
+
+def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | None = None, resume: bool = False,
+          recipe: str | None = None, device: str | None = None, init_from: str | None = None,
+          progress: bool = True) -> Trainer:
+    """The `sodec train` command as a function."""
+    cfg = resolve_config(config)
+    recipes = builtin_recipes()
+    rname = recipe or (config if config in recipes else "sodec-lite")
+    rec = recipes[rname] if rname in recipes else TrainRecipe.load(rname)
+    if stage > 1 and init_from is None:
+        prev = Path(out) / f"model-stage{stage - 1}"
+        init_from = str(prev) if prev.exists() else None
+    t = Trainer(cfg, rec, data, out, stage, device=device, init_from=init_from)
+    if resume:
+        t.resume()
+    (Path(out) / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "recipe": rec.to_dict(),
+                                                    "stage": stage, "argv": sys.argv}, indent=2, default=str))
+    t.run(max_steps=max_steps, progress=progress)
+    t.export(Path(out) / f"model-stage{stage}")
+    if t.step >= t.sr.steps:
+        t.export(Path(out) / "model")
+    return t

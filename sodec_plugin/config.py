@@ -46,6 +46,13 @@ class DiffusionConfig:
     # Fidelity guidance: a frozen ViT on x_f, projected by F_p to tokens that replace the prompt.
     vit_model: str = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
     vit_revision: str | None = None
+    vit_class: str = "CLIPVisionModelWithProjection"  # any transformers vision model class
+    vit_hidden_size: int = 1280
+    vit_image_size: int = 224
+    vit_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    vit_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    guidance_heads: int = 8
+    prediction_type: str = "epsilon"  # SD 2.1-base; "v_prediction" for the 768 px SD 2.1
     guidance_tokens: int = 77
     guidance_dim: int = 1024
 
@@ -128,8 +135,9 @@ class SODECConfig:
             if bad:
                 raise ValueError(f"unknown diffusion config keys: {sorted(bad)}")
             diff = dict(diff)
-            if "lora_targets" in diff:
-                diff["lora_targets"] = tuple(diff["lora_targets"])
+            for key in ("lora_targets", "vit_mean", "vit_std"):
+                if key in diff:
+                    diff[key] = tuple(diff[key])
             d["diffusion"] = DiffusionConfig(**diff)
         for key in ("analysis_channels", "synthesis_channels", "rate_lambdas"):
             if key in d:
@@ -155,7 +163,8 @@ def builtin_configs() -> dict[str, SODECConfig]:
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
         side_channels=8, transform_channels=16, lora_rank=2, lora_alpha=2.0,
-        vit_model="sodec-test/tiny-vit", guidance_tokens=6, guidance_dim=32,
+        vit_model="sodec-test/tiny-vit", vit_hidden_size=16, vit_image_size=32, guidance_tokens=6,
+        guidance_dim=32, guidance_heads=2,
     )
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),

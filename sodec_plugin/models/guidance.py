@@ -27,3 +27,33 @@ class FidelityDecoder(nn.Module):
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         return (self.net(y_hat) + 1.0) * 0.5
+
+
+class GuidanceProjection(nn.Module):
+    """F_p: ViT tokens -> `tokens` guidance tokens of width `dim` (learned queries attending to
+    the ViT's tokens), so any ViT token count maps to SD's 77 x 1024 prompt shape."""
+
+    def __init__(self, vit_hidden: int, tokens: int, dim: int, heads: int) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(tokens, dim) * dim**-0.5)
+        self.kv = nn.Linear(vit_hidden, dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
+
+    def forward(self, vit_tokens: torch.Tensor) -> torch.Tensor:
+        kv = self.kv(vit_tokens)
+        q = self.queries[None].expand(vit_tokens.shape[0], -1, -1)
+        h = q + self.attn(q, kv, kv, need_weights=False)[0]
+        return h + self.mlp(self.norm(h))
+
+
+def load_vit(model_id: str, revision: str | None, class_name: str, **kwargs: object) -> nn.Module:
+    """The frozen image encoder F, from transformers (its own repo id and revision)."""
+    import transformers
+
+    cls = getattr(transformers, class_name, None)
+    if cls is None:
+        raise ValueError(f"transformers has no class {class_name!r}")
+    vit = cls.from_pretrained(model_id, revision=revision, **kwargs)
+    return vit.eval().requires_grad_(False)

@@ -1,0 +1,290 @@
+"""compress / decompress: image <-> padded tensor <-> latents <-> .sdc container.
+
+Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents,
+never resized, and cropped back after decoding. Large images decode in overlapping tiles.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from . import container, entropy
+from .container import Chunk, FormatError, SDCFile
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models.sodec import SODECModel
+
+DEFAULT_QUALITY = 75
+DECODE_MODES = ("auto", "diffusion", "fidelity")
+# Decoder tiles, in latent cells (16 px): 48 cells = 768 px, overlap 8 cells = 128 px.
+DEFAULT_TILE = 48
+TILE_OVERLAP = 8
+
+
+class ModelMismatchError(ValueError):
+    """The file was written with other weights than the model offered to decode it."""
+
+
+def quality_to_position(quality: int | float, max_position: int) -> int:
+    """quality 1..100 maps linearly onto the model's rate points (1 = lowest rate point,
+    100 = highest); between points the gains are interpolated in 1/rate_substeps steps."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be a number from 1 to 100, got {quality!r}")
+    return int(round((float(quality) - 1.0) / 99.0 * max_position))
+
+
+def position_to_quality(position: int, max_position: int) -> int:
+    return int(round(1 + 99.0 * position / max_position)) if max_position else 100
+
+
+# ---- images in --------------------------------------------------------------------------------
+def to_pil(image: Any) -> Image.Image:
+    """PIL images pass through; numpy (HxW, HxWxC; uint8 or float in [0, 1]) and torch tensors
+    (CxHxW or 1xCxHxW float in [0, 1]) become PIL; a path is opened."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as im:
+            im.load()
+            return im
+    if type(image).__module__.startswith("torch"):
+        t = image.detach().float().cpu()
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise ValueError("compress takes one image; loop over a batch")
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
+            raise ValueError(f"tensor images must be CxHxW with C in 1, 3, 4; got {tuple(image.shape)}")
+        image = t.permute(1, 2, 0).numpy()
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"array images must be uint8 or float in [0, 1], got {arr.dtype}")
+        arr = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    modes = {2: "L", 3: {3: "RGB", 4: "RGBA", 2: "LA"}}
+    mode = modes[2] if arr.ndim == 2 else modes.get(3, {}).get(arr.shape[2]) if arr.ndim == 3 else None
+    if mode is None:
+        raise ValueError(f"unsupported array shape {arr.shape}")
+    return Image.fromarray(arr, mode)
+
+
+def normalize_mode(im: Image.Image) -> Image.Image:
+    """Modes SODEC stores: RGB, L, RGBA, LA. Others convert as Pillow users expect: P/PA keep
+    transparency (RGBA) or become RGB; 1 becomes L; I;16/I/F are scaled to 8-bit L; CMYK, YCbCr,
+    LAB, HSV become RGB; RGBa/La are un-premultiplied."""
+    if im.mode in container.MODES:
+        return im
+    if im.mode in ("P", "PA"):
+        return im.convert("RGBA" if (im.mode == "PA" or "transparency" in im.info) else "RGB")
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return im.convert("RGB")
+    if im.mode == "RGBa":
+        return im.convert("RGBA")
+    if im.mode == "La":
+        return im.convert("LA")
+    raise ValueError(f"SODEC cannot store images of mode {im.mode!r}")
+
+
+def _alpha_png(alpha: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    alpha.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+# ---- compress ---------------------------------------------------------------------------------
+def compress(image: Any, *, model: Any = None, quality: int | float | None = None, icc_profile: bytes | None = None,
+             exif: bytes | None = None, xmp: bytes | None = None, device: Any = None) -> bytes:
+    """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate."""
+    import torch
+
+    from .engine import get_model
+    from .hub import known_model_ids
+
+    pil = normalize_mode(to_pil(image))
+    m = get_model(model, device=device)
+    position = quality_to_position(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position)
+    if position > 255:
+        raise ValueError("model has too many rate positions for the container")
+    rgb = pil.convert("RGB")
+    x = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)[None].float().div_(255.0)
+    comp = m.compression
+    x = comp.pad(x, comp.pad_multiple()).to(m.device, m.dtype)
+    with torch.inference_mode():
+        lat = comp.encode(x, position)
+    z_tab, y_tab = comp.tables()
+    z_stream = entropy.encode(lat.z_symbols, comp.z_indexes((1, *lat.z_symbols.shape)), z_tab)
+    means, indexes = comp.y_parameters(comp.z_hat_from_symbols(lat.z_symbols), position)
+    y_stream = entropy.encode(lat.y_symbols, indexes, y_tab)
+    chunks: dict[int, bytes] = {}
+    if pil.mode in ("RGBA", "LA"):
+        chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))
+    for kind, value in ((Chunk.ICC, icc_profile), (Chunk.EXIF, exif), (Chunk.XMP, xmp)):
+        if value:
+            chunks[kind] = value.encode() if isinstance(value, str) else bytes(value)
+    if m.digest[:8] not in known_model_ids():
+        chunks[Chunk.MODEL_NAME] = m.identity.encode()
+    return container.pack(SDCFile(pil.width, pil.height, pil.mode, bytes.fromhex(m.digest[:8]), position,
+                                  z_stream, y_stream, chunks))
+
+
+# ---- decompress -------------------------------------------------------------------------------
+def check_pixels(width: int, height: int) -> None:
+    """Pillow's decompression-bomb rule, applied before any allocation."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    pixels = width * height
+    if pixels > 2 * limit:
+        raise Image.DecompressionBombError(
+            f"Image size ({pixels} pixels) exceeds limit of {2 * limit} pixels, could be decompression bomb DOS attack.")
+    if pixels > limit:
+        import warnings
+
+        warnings.warn(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, could be decompression bomb DOS "
+                      "attack.", Image.DecompressionBombWarning, stacklevel=3)
+
+
+def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any = None) -> SODECModel:
+    """The model a file needs: the given one (checked) or the released model it names."""
+    from .engine import get_model
+    from .hub import known_model_ids
+
+    need = known_model_ids().get(f.model_hex) or f.model_name or f"a model whose weights digest starts {f.model_hex}"
+    if model is None and f.model_hex in known_model_ids():
+        model = known_model_ids()[f.model_hex]
+    m = get_model(model, device=device, dtype=dtype)
+    if m.digest[:8] != f.model_hex:
+        raise ModelMismatchError(f"this file was written with {need}; the model given is {m.identity}")
+    if f.rate_position > m.cfg.max_rate_position:
+        raise FormatError(f"rate position {f.rate_position} is outside the model's range")
+    return m
+
+
+def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy-decode the streams to (y_hat, z_hat) on the CPU; every size is checked first."""
+    import torch
+
+    comp = m.compression
+    pm = comp.pad_multiple()
+    hp, wp = -(-f.height // pm) * pm, -(-f.width // pm) * pm
+    z_shape = (1, m.cfg.hyper_latent_channels, hp // 64, wp // 64)
+    z_tab, y_tab = comp.tables()
+    zi = comp.z_indexes(z_shape)
+    try:
+        z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
+        z_hat = comp.z_hat_from_symbols(z_sym)
+        means, indexes = comp.y_parameters(z_hat, f.rate_position)
+        y_sym = entropy.decode(f.y_stream, indexes, y_tab).reshape(indexes.shape[1:])
+    except entropy.EntropyError as e:
+        raise FormatError(f"corrupt .sdc streams: {e}") from e
+    y_hat = comp.y_hat_from_symbols(y_sym, means, f.rate_position)
+    return y_hat, z_hat.float()
+
+
+def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,
+                 tile: int | None = None, draft: bool = False, progress: Any = None) -> torch.Tensor:
+    """Latents -> padded image tensor (1, 3, H, W) in [0, 1] on the CPU, in tiles if large."""
+    import torch
+
+    from .tiling import tiled_apply
+
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
+    if mode == "diffusion" and not m.has_diffusion:
+        raise ValueError(f"model {m.identity} has no diffusion path (fidelity decoder only); use mode='fidelity'")
+    use_diffusion = m.has_diffusion and mode != "fidelity"
+    tile = tile or DEFAULT_TILE
+    dev, dt = m.device, m.dtype
+
+    def fidelity(parts: list[torch.Tensor]) -> torch.Tensor:
+        return m.fidelity_decoder(parts[0].to(dev, dt)).float().cpu()
+
+    with torch.inference_mode():
+        x_f = tiled_apply(fidelity, [y_hat], tile, TILE_OVERLAP, 16, 3, progress if not use_diffusion else None)
+        if not use_diffusion:
+            return x_f.clamp(0, 1)
+        d = m.diffusion
+        w = d.side_synthesis(z_hat.to(dev, dt))
+        y_t = d.transform(y_hat.to(dev, dt), w)
+        cond = d.guidance_tokens(x_f.to(dev, dt), float(guidance))
+
+        def unet_step(parts: list[torch.Tensor]) -> torch.Tensor:
+            return d.denoise(parts[0].to(dev, dt), cond).float().cpu()
+
+        y0 = tiled_apply(unet_step, [y_t.float().cpu()], tile * 2, TILE_OVERLAP * 2, 1, y_t.shape[1], progress)
+
+        def vae_step(parts: list[torch.Tensor]) -> torch.Tensor:
+            return d.decode_latent(parts[0].to(dev, dt), draft=draft).cpu()
+
+        return tiled_apply(vae_step, [y0], tile * 2, TILE_OVERLAP * 2, 8, 3)
+
+
+def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:
+    arr = (x[0, :, : f.height, : f.width].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    im = Image.fromarray(arr, "RGB")
+    if f.mode in ("L", "LA"):
+        im = im.convert("L")
+    if f.mode in ("RGBA", "LA"):
+        im.putalpha(decode_alpha(f))
+    return im
+
+
+def decode_alpha(f: SDCFile) -> Image.Image:
+    raw = f.chunk(Chunk.ALPHA)
+    if raw is None:
+        raise FormatError(f"{f.mode} file has no alpha chunk")
+    try:
+        with Image.open(io.BytesIO(raw), formats=["PNG"]) as a:
+            if a.size != (f.width, f.height) or a.mode != "L":
+                raise FormatError("alpha plane does not match the image size")
+            a.load()
+            return a.copy()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise FormatError(f"corrupt alpha plane: {e}") from e
+
+
+def decompress(data: bytes | bytearray | memoryview | str | Path, *, model: Any = None, device: Any = None,
+               mode: str = "auto", guidance: float = 1.0, tile: int | None = None, draft: bool = False,
+               dtype: Any = None) -> Image.Image:
+    """Decode .sdc bytes (or a path) to a PIL image with the file's size and mode; ICC, EXIF and
+    XMP land in `image.info`. mode: "diffusion", "fidelity" or "auto" (diffusion when the model
+    has it). guidance: fidelity guidance strength (0 none, 1 as trained, >1 stronger)."""
+    if isinstance(data, (str, Path)):
+        data = Path(data).read_bytes()
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
+    f = container.parse(bytes(data))
+    check_pixels(f.width, f.height)
+    m = model_for_file(f, model, device, dtype)
+    y_hat, z_hat = decode_latents(f, m)
+    im = to_output_image(decode_image(m, y_hat, z_hat, mode, guidance, tile, draft), f)
+    for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
+        if f.chunk(kind) is not None:
+            im.info[Chunk.NAMES[kind]] = f.chunk(kind)
+    return im
+
+
+def read_header(data: bytes | str | Path) -> dict[str, Any]:
+    """What a file says about itself, without decoding (and without importing torch)."""
+    if isinstance(data, (str, Path)):
+        data = Path(data).read_bytes()
+    f = container.parse(bytes(data), verify=False, header_only=True)
+    return {"width": f.width, "height": f.height, "mode": f.mode, "model_id": f.model_hex,
+            "model_name": f.model_name, "rate_position": f.rate_position, "bits_per_pixel": f.bits_per_pixel,
+            "file_size": f.file_size, "icc_profile": f.chunk(Chunk.ICC) is not None,
+            "exif": f.chunk(Chunk.EXIF) is not None, "xmp": f.chunk(Chunk.XMP) is not None}

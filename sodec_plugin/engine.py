@@ -1,0 +1,90 @@
+"""The shared model cache: one instance per (model weights, device, dtype), safe across threads.
+
+Pillow, ComfyUI and the CLI all call `get_model`; a model named from several places (a bundled
+name, its folder, a Hub id) resolves to one folder and one digest, so it is loaded once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models.sodec import SODECModel
+
+_lock = threading.Lock()
+_by_key: dict[tuple[str, str, str], SODECModel] = {}
+_key_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_load_count = 0
+
+
+def _norm_device(device: Any) -> str:
+    import torch
+
+    if device is None:
+        return "cpu"
+    if str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(torch.device(device))
+
+
+def _norm_dtype(dtype: Any) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        name = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(dtype, dtype)
+        value = getattr(torch, name, None)
+        if not isinstance(value, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}")
+        return value
+    return dtype
+
+
+def get_model(name_or_path: Any = None, *, revision: str | None = None, device: Any = None, dtype: Any = None,
+              local_files_only: bool | None = None) -> SODECModel:
+    """The shared instance for a model name, folder, repo id or an already loaded model."""
+    from .models.sodec import SODECModel
+
+    if isinstance(name_or_path, SODECModel):
+        return name_or_path
+    from .hub import resolve_folder
+
+    global _load_count
+    folder = resolve_folder(name_or_path, revision=revision, local_files_only=local_files_only)
+    dev, dt = _norm_device(device), _norm_dtype(dtype)
+    key = (str(Path(folder).resolve()), dev, str(dt))
+    with _lock:
+        if key in _by_key:
+            return _by_key[key]
+        klock = _key_locks.setdefault(key, threading.Lock())
+    with klock:
+        with _lock:
+            if key in _by_key:
+                return _by_key[key]
+        base_kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
+        model = SODECModel.from_folder(folder, device=dev, dtype=dt, base_kwargs=base_kwargs)
+        with _lock:
+            for (_, d2, t2), other in _by_key.items():  # same weights reached by another name
+                if other.digest == model.digest and (d2, t2) == (dev, str(dt)):
+                    _by_key[key] = other
+                    return other
+            _by_key[key] = model
+            _load_count += 1
+        return model
+
+
+def load_count() -> int:
+    """How many models this process has loaded (tests check that sharing works)."""
+    return _load_count
+
+
+def clear() -> None:
+    """Forget every cached model (frees memory once no caller holds them)."""
+    with _lock:
+        _by_key.clear()
+        _key_locks.clear()

@@ -1,9 +1,147 @@
-"""The `sodec` command line: compress, decompress, info, eval, train."""
+"""The `sodec` command line: compress, decompress, info, eval, train.
+
+Files and folders; outputs are written atomically (temporary file, then rename), existing files
+are kept unless --force, and a bad file in a batch is reported at the end with exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif"}
+
+
+def write_atomic(path: Path, data: bytes | Callable[[Path], None], force: bool) -> None:
+    """Write bytes (or let a callable write a temp path) next to `path`, then rename over it."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, bytes):
+                f.write(data)
+        if not isinstance(data, bytes):
+            data(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _inputs(paths: list[str], suffixes: set[str]) -> Iterable[tuple[Path, Path]]:
+    """(file, root) pairs: files as given, folders searched recursively for `suffixes`."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.suffix.lower() in suffixes and q.is_file()):
+                yield f, p
+        else:
+            yield p, p.parent
+
+
+def _out_path(src: Path, root: Path, out: str | None, suffix: str, many: bool) -> Path:
+    if out is None:
+        return src.with_suffix(suffix)
+    o = Path(out)
+    if many or o.is_dir() or out.endswith(os.sep):
+        return (o / src.relative_to(root)).with_suffix(suffix)
+    return o
+
+
+def _batch(args: argparse.Namespace, suffixes: set[str], out_suffix: str,
+           work: Callable[[Path, Path], None]) -> int:
+    from tqdm import tqdm
+
+    items = list(_inputs(args.inputs, suffixes))
+    if not items:
+        print("sodec: no input files", file=sys.stderr)
+        return 1
+    many = len(items) > 1 or any(Path(p).is_dir() for p in args.inputs)
+    failures: list[tuple[Path, str]] = []
+    for src, root in tqdm(items, disable=args.quiet or len(items) < 2, unit="img"):
+        dst = _out_path(src, root, args.output, out_suffix, many)
+        try:
+            work(src, dst)
+        except Exception as e:  # noqa: BLE001 - a batch goes on; every failure is reported below
+            failures.append((src, f"{type(e).__name__}: {e}"))
+    for src, why in failures:
+        print(f"sodec: failed {src}: {why}", file=sys.stderr)
+    if failures:
+        print(f"sodec: {len(failures)} of {len(items)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .codec import compress
+
+    def work(src: Path, dst: Path) -> None:
+        with Image.open(src) as im:
+            im.load()
+            data = compress(im, model=args.model, quality=args.quality, device=args.device,
+                            icc_profile=im.info.get("icc_profile"), exif=im.info.get("exif"),
+                            xmp=im.info.get("xmp"))
+        write_atomic(dst, data, args.force)
+        if not args.quiet and len(args.inputs) == 1 and Path(args.inputs[0]).is_file():
+            print(f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (im.width * im.height):.4f} bpp")
+
+    return _batch(args, IMAGE_EXTENSIONS, ".sdc", work)
+
+
+def _decompress(args: argparse.Namespace) -> int:
+    from .codec import decompress
+
+    suffix = "." + args.format.lower().lstrip(".")
+
+    def work(src: Path, dst: Path) -> None:
+        im = decompress(src.read_bytes(), model=args.model, device=args.device, mode=args.mode,
+                        guidance=args.guidance, tile=args.tile)
+        params = {k: im.info[k] for k in ("icc_profile", "exif") if k in im.info}
+        write_atomic(dst, lambda tmp: im.save(tmp, format=_pil_format(suffix), **params), args.force)
+
+    return _batch(args, {".sdc"}, suffix, work)
+
+
+def _pil_format(suffix: str) -> str:
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.EXTENSION.get(suffix)
+    if fmt is None:
+        raise ValueError(f"no image format for {suffix}")
+    return fmt
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .codec import read_header
+
+    status = 0
+    for src, _ in _inputs(args.inputs, {".sdc"}):
+        try:
+            h = read_header(src.read_bytes())
+        except (OSError, ValueError) as e:
+            print(f"{src}: error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(json.dumps({"file": str(src), **h}) if args.json else
+              f"{src}: {h['width']}x{h['height']} {h['mode']}, {h['file_size']} bytes, {h['bits_per_pixel']:.4f} bpp, "
+              f"model {h['model_name'] or h['model_id']}, rate position {h['rate_position']}")
+    return status
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .eval.run import run_eval
+
+    run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
+             baselines=args.baselines, mode=args.mode, limit=args.limit)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -14,11 +152,52 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub
+
+    print(push_to_hub(args.folder, args.repo_id, private=args.private))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sodec", description="SODEC learned image codec")
+    p = argparse.ArgumentParser(prog="sodec", description="SODEC learned image codec (one-step diffusion decoder)")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("inputs", nargs="+", help="files or folders")
+        sp.add_argument("-o", "--output", help="output file, or folder for several inputs")
+        sp.add_argument("--model", default=None, help="model name, folder or Hub repo id (default: bundled sodec-lite)")
+        sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto")
+        sp.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+        sp.add_argument("-q", "--quiet", action="store_true")
+
+    c = sub.add_parser("compress", help="images -> .sdc")
+    common(c)
+    c.add_argument("--quality", type=float, default=None, help="1-100 across the model's rate points (default 75)")
+    c.set_defaults(func=_compress)
+    d = sub.add_parser("decompress", help=".sdc -> images")
+    common(d)
+    d.add_argument("--format", default="png", help="output format extension (png, jpg, webp, ...)")
+    d.add_argument("--mode", default="auto", choices=("auto", "diffusion", "fidelity"))
+    d.add_argument("--guidance", type=float, default=1.0, help="fidelity guidance strength (diffusion path)")
+    d.add_argument("--tile", type=int, default=None, help="decode tile in latent cells of 16 px")
+    d.set_defaults(func=_decompress)
+    i = sub.add_parser("info", help="print .sdc headers (no decoding)")
+    i.add_argument("inputs", nargs="+")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+    e = sub.add_parser("eval", help="rate-distortion evaluation against classic codecs")
+    e.add_argument("folder")
+    e.add_argument("--model", default=None)
+    e.add_argument("--out", default="eval-out")
+    e.add_argument("--qualities", type=float, nargs="+", default=None)
+    e.add_argument("--baselines", nargs="*", default=["jpeg", "webp", "avif", "jpeg2000", "jxl"])
+    e.add_argument("--mode", default="auto", choices=("auto", "diffusion", "fidelity"))
+    e.add_argument("--device", default=None)
+    e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.set_defaults(func=_eval)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
-    t.add_argument("--config", required=True, help="built-in config name (tiny, sodec-lite, sodec-sd21) or config.json")
+    t.add_argument("--config", required=True, help="built-in config (tiny, sodec-lite, sodec-sd21) or config.json")
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="output folder (checkpoints, logs, model)")
     t.add_argument("--stage", type=int, choices=(1, 2, 3), default=1)
@@ -28,12 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None)
     t.add_argument("--init-from", default=None, help="model folder to start from (default: previous stage in --out)")
     t.set_defaults(func=_train)
+    h = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub")
+    h.add_argument("folder")
+    h.add_argument("repo_id")
+    h.add_argument("--private", action="store_true")
+    h.set_defaults(func=_push)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"sodec: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -209,13 +209,20 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         raise ValueError(f"model {m.identity} has no diffusion path (fidelity decoder only); use mode='fidelity'")
     use_diffusion = m.has_diffusion and mode != "fidelity"
     tile = tile or DEFAULT_TILE
+    if tile < 1:
+        raise ValueError("tile must be a positive number of latent cells")
+    # The fidelity decoder's tiles keep an overlap that covers its receptive field (exact result);
+    # the UNet and VAE tiles (SD latent cells, 8 px) blend over a quarter of the tile.
+    fid_tile = max(tile, 3 * TILE_OVERLAP)
+    sd_tile = 2 * tile
+    sd_overlap = max(1, min(2 * TILE_OVERLAP, sd_tile // 4))
     dev, dt = m.device, m.dtype
 
     def fidelity(parts: list[torch.Tensor]) -> torch.Tensor:
         return m.fidelity_decoder(parts[0].to(dev, dt)).float().cpu()
 
     with torch.inference_mode():
-        x_f = tiled_apply(fidelity, [y_hat], tile, TILE_OVERLAP, 16, 3, progress if not use_diffusion else None)
+        x_f = tiled_apply(fidelity, [y_hat], fid_tile, TILE_OVERLAP, 16, 3, progress if not use_diffusion else None)
         if not use_diffusion:
             return x_f.clamp(0, 1)
         d = m.diffusion
@@ -226,12 +233,12 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         def unet_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.denoise(parts[0].to(dev, dt), cond).float().cpu()
 
-        y0 = tiled_apply(unet_step, [y_t.float().cpu()], tile * 2, TILE_OVERLAP * 2, 1, y_t.shape[1], progress)
+        y0 = tiled_apply(unet_step, [y_t.float().cpu()], sd_tile, sd_overlap, 1, y_t.shape[1], progress)
 
         def vae_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.decode_latent(parts[0].to(dev, dt), draft=draft).cpu()
 
-        return tiled_apply(vae_step, [y0], tile * 2, TILE_OVERLAP * 2, 8, 3)
+        return tiled_apply(vae_step, [y0], sd_tile, sd_overlap, 8, 3)
 
 
 def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:

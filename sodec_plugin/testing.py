@@ -118,6 +118,9 @@ def save_tiny_model(path: str | Path, *, diffusion: bool = True, hub_cache: str 
         cfg = dataclasses.replace(cfg, diffusion=None, name="tiny-fidelity")
     torch.manual_seed(seed)
     model = SODECModel(cfg)
+    with torch.no_grad():  # large gains so that random latents give non-trivial streams
+        model.compression.gain.mul_(30.0)
+        model.compression.inverse_gain.div_(30.0)
     if cfg.diffusion is not None:
         with tempfile.TemporaryDirectory() as tmp:
             sd, vit = save_tiny_base(cfg, tmp, seed)

@@ -181,8 +181,9 @@ class CompressionModule(nn.Module):
     def encode(self, x: torch.Tensor, position: int) -> Latents:
         """x: (1, 3, H, W) in [0, 1], H and W multiples of 64."""
         z_tab, y_tab = self.tables()
-        y = self.analysis(x).float()
+        y = self.analysis(x)
         z = self.hyper_analysis(y).double().cpu()
+        y = y.float()
         med = self.z_median.double()[None, :, None, None]
         z_sym = torch.round(z - med)
         zi = self.z_indexes(tuple(z.shape))

@@ -1,0 +1,128 @@
+"""compress/decompress on tiny models and real Kodak crops: sizes, modes, metadata, tiles, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sodec_plugin as sp
+from sodec_plugin import codec
+from sodec_plugin.container import FormatError
+from tests.conftest import kodak_crop
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (65, 129), (200, 64)])
+def test_any_size_round_trips_without_resizing(tiny_fidelity, size):
+    im = kodak_crop(3, (0, 0, *size))
+    data = sp.compress(im, model=str(tiny_fidelity))
+    out = sp.decompress(data, model=str(tiny_fidelity))
+    assert out.size == size and out.mode == "RGB"
+    h = sp.read_header(data)
+    assert (h["width"], h["height"], h["file_size"]) == (*size, len(data))
+
+
+def test_rate_rises_with_quality(tiny_fidelity):
+    im = kodak_crop(5, (0, 0, 256, 256))
+    sizes = [len(sp.compress(im, model=str(tiny_fidelity), quality=q)) for q in (1, 50, 100)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.mark.parametrize("q", [0, 101, "50", float("nan"), True])
+def test_bad_quality(tiny_fidelity, q):
+    with pytest.raises(ValueError):
+        sp.compress(kodak_crop(), model=str(tiny_fidelity), quality=q)
+
+
+def test_modes_and_exact_alpha(tiny_fidelity):
+    rgb = kodak_crop(7, (0, 0, 96, 80))
+    alpha = Image.fromarray((np.arange(96 * 80) % 251).reshape(80, 96).astype(np.uint8), "L")
+    for mode in ("RGBA", "LA"):
+        im = rgb.convert(mode[:-1])
+        im.putalpha(alpha)
+        out = sp.decompress(sp.compress(im, model=str(tiny_fidelity)), model=str(tiny_fidelity))
+        assert out.mode == mode
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha))
+    out = sp.decompress(sp.compress(rgb.convert("L"), model=str(tiny_fidelity)), model=str(tiny_fidelity))
+    assert out.mode == "L"
+
+
+def test_other_modes_convert_as_documented():
+    assert codec.normalize_mode(Image.new("P", (4, 4))).mode == "RGB"
+    p = Image.new("P", (4, 4))
+    p.info["transparency"] = 0
+    assert codec.normalize_mode(p).mode == "RGBA"
+    assert codec.normalize_mode(Image.new("CMYK", (4, 4))).mode == "RGB"
+    i16 = Image.fromarray(np.full((4, 4), 65535, np.uint16))
+    assert np.asarray(codec.normalize_mode(i16)).max() == 255
+    assert codec.normalize_mode(Image.new("1", (4, 4))).mode == "L"
+    with pytest.raises(ValueError):
+        codec.to_pil(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_numpy_and_torch_inputs_match_pil(tiny_fidelity):
+    im = kodak_crop(9, (0, 0, 64, 64))
+    arr = np.asarray(im)
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+    a = sp.compress(im, model=str(tiny_fidelity))
+    assert sp.compress(arr, model=str(tiny_fidelity)) == a
+    assert sp.compress(t, model=str(tiny_fidelity)) == a
+
+
+def test_metadata_round_trip(tiny_fidelity):
+    im = kodak_crop()
+    data = sp.compress(im, model=str(tiny_fidelity), icc_profile=b"ICC!", exif=b"Exif\x00\x00MM", xmp=b"<x/>")
+    out = sp.decompress(data, model=str(tiny_fidelity))
+    assert (out.info["icc_profile"], out.info["exif"], out.info["xmp"]) == (b"ICC!", b"Exif\x00\x00MM", b"<x/>")
+
+
+def test_wrong_model_is_refused_by_name(tiny_fidelity, tmp_path):
+    from sodec_plugin.testing import save_tiny_model
+
+    other = save_tiny_model(tmp_path / "other", diffusion=False, seed=1)
+    data = sp.compress(kodak_crop(), model=str(tiny_fidelity))
+    with pytest.raises(codec.ModelMismatchError, match="tiny-fidelity@"):
+        sp.decompress(data, model=str(other))
+
+
+def test_corrupt_file_is_a_clean_error(tiny_fidelity):
+    data = bytearray(sp.compress(kodak_crop(), model=str(tiny_fidelity)))
+    data[-6] ^= 0x10
+    with pytest.raises(FormatError):
+        sp.decompress(bytes(data), model=str(tiny_fidelity))
+
+
+def test_decompression_bomb_is_refused_before_decoding(tiny_fidelity, monkeypatch):
+    data = sp.compress(kodak_crop(), model=str(tiny_fidelity))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(Image.DecompressionBombError):
+        sp.decompress(data, model=str(tiny_fidelity))
+
+
+def test_tiled_fidelity_decode_equals_untiled(tiny_fidelity):
+    im = kodak_crop(11, (0, 0, 512, 384))
+    data = sp.compress(im, model=str(tiny_fidelity))
+    whole = np.asarray(sp.decompress(data, model=str(tiny_fidelity), tile=64)).astype(int)
+    tiled = np.asarray(sp.decompress(data, model=str(tiny_fidelity), tile=1)).astype(int)  # 24-cell tiles
+    assert np.abs(whole - tiled).max() <= 1
+
+
+def test_diffusion_path_end_to_end_on_cpu(tiny_full):
+    m = sp.load_model(str(tiny_full), local_files_only=True)
+    assert m.has_diffusion
+    im = kodak_crop(13, (0, 0, 160, 96))
+    data = sp.compress(im, model=m, quality=60)
+    outs = {g: np.asarray(sp.decompress(data, model=m, mode="diffusion", guidance=g)) for g in (0.0, 1.0, 2.0)}
+    assert all(o.shape == (96, 160, 3) for o in outs.values())
+    assert not np.array_equal(outs[0.0], outs[2.0])  # guidance strength reaches the UNet
+    fid = sp.decompress(data, model=m, mode="fidelity")
+    assert fid.size == (160, 96)
+    tiled = sp.decompress(data, model=m, mode="diffusion", tile=4)
+    assert tiled.size == (160, 96)
+
+
+def test_fidelity_only_model_says_it_has_no_diffusion(tiny_fidelity):
+    data = sp.compress(kodak_crop(), model=str(tiny_fidelity))
+    with pytest.raises(ValueError, match="no diffusion path"):
+        sp.decompress(data, model=str(tiny_fidelity), mode="diffusion")

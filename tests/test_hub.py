@@ -1,0 +1,84 @@
+"""Weights: Hub layout loading offline, digests, sharing one instance, save/load symmetry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import pytest
+import torch
+
+import sodec_plugin as sp
+from sodec_plugin import engine, hub
+from sodec_plugin.models.sodec import SODECModel, WeightsError
+from sodec_plugin.testing import place_in_hub_cache
+from tests.conftest import kodak_crop
+
+
+def test_load_by_repo_id_from_the_hub_cache_offline(tiny_full, hub_cache):
+    snap = place_in_hub_cache(tiny_full, "sodec-test/tiny-sodec", hub_cache)
+    assert (snap / "model.safetensors").is_symlink()
+    m = sp.load_model("sodec-test/tiny-sodec", local_files_only=True)
+    assert m.has_diffusion and m.digest == json.loads((tiny_full / "config.json").read_text())["weights_sha256"]
+    # the same weights by folder path are the same shared instance
+    assert sp.load_model(str(tiny_full), local_files_only=True) is m
+
+
+def test_missing_repo_is_a_clear_error():
+    with pytest.raises(hub.ModelNotFoundError, match="sodec-test/does-not-exist"):
+        sp.load_model("sodec-test/does-not-exist")
+
+
+def test_digest_mismatch_is_refused(tiny_fidelity, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_fidelity, bad)
+    raw = bytearray((bad / "model.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (bad / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(WeightsError, match="sha256"):
+        SODECModel.from_folder(bad)
+
+
+def test_save_pretrained_round_trip(tiny_fidelity, tmp_path):
+    m = SODECModel.from_folder(tiny_fidelity)
+    again = SODECModel.from_folder(m.save_pretrained(tmp_path / "again"))
+    assert again.digest == m.digest  # deterministic bytes: same identity
+    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_threads_share_one_instance(tiny_fidelity, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_fidelity, folder)
+    engine.clear()
+    before = engine.load_count()
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(sp.load_model(str(folder)))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine.load_count() - before == 1 and all(g is got[0] for g in got)
+
+
+def test_threads_encode_and_decode_like_one_thread(tiny_fidelity):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ims = [kodak_crop(i, (0, 0, 128, 96)) for i in (1, 2, 3, 4)]
+    model = str(tiny_fidelity)
+    ref = [sp.compress(im, model=model) for im in ims]
+    ref_px = [sp.decompress(d, model=model).tobytes() for d in ref]
+    with ThreadPoolExecutor(4) as ex:
+        data = list(ex.map(lambda im: sp.compress(im, model=model), ims * 2))
+        px = list(ex.map(lambda d: sp.decompress(d, model=model).tobytes(), data))
+    assert data == ref * 2 and px == ref_px * 2
+
+
+def test_no_bundled_model_or_bundled_default_loads():
+    try:
+        name = hub.default_model_name()
+    except hub.ModelNotFoundError as e:
+        assert "save_tiny_model" in str(e)
+    else:
+        assert sp.load_model().cfg.name.startswith(name.split("-v")[0])

@@ -80,18 +80,18 @@ def to_pil(image: Any) -> Image.Image:
 def normalize_mode(im: Image.Image) -> Image.Image:
     """Modes SODEC stores: RGB, L, RGBA, LA. Others convert as Pillow users expect: P/PA keep
     transparency (RGBA) or become RGB; 1 becomes L; I;16/I/F are scaled to 8-bit L; CMYK, YCbCr,
-    LAB, HSV become RGB; RGBa/La are un-premultiplied."""
+    LAB, HSV, RGBX become RGB; RGBa/La are un-premultiplied."""
     if im.mode in container.MODES:
         return im
     if im.mode in ("P", "PA"):
-        return im.convert("RGBA" if (im.mode == "PA" or "transparency" in im.info) else "RGB")
+        return im.convert("RGBA" if im.has_transparency_data else "RGB")
     if im.mode == "1":
         return im.convert("L")
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
         peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         return Image.fromarray(np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8), "L")
-    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
         return im.convert("RGB")
     if im.mode == "RGBa":
         return im.convert("RGBA")

@@ -108,10 +108,13 @@ class DiffusionDecoder(nn.Module):
         if lora and self.unet is not None:
             self.load_lora(lora, fuse=fuse)
 
-    def load_pretrained(self, state: dict[str, torch.Tensor], **base_kwargs: Any) -> None:
-        """Inference loading: base weights from their repos, then our weights, LoRA fused."""
+    def load_pretrained(self, state: dict[str, torch.Tensor], fuse: bool = True, **base_kwargs: Any) -> None:
+        """Base weights from their repos, then our weights; LoRA fused for inference, or kept as
+        trainable adapters (fuse=False; added fresh when the weights hold none yet)."""
         self.load_base(**base_kwargs)
-        self.load_trainable(state, fuse=True)
+        self.load_trainable(state, fuse=fuse)
+        if not fuse and not getattr(self.unet, "peft_config", None):
+            self.add_lora()
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> DiffusionDecoder:  # keep base nets with us
         super()._apply(fn, *args, **kwargs)

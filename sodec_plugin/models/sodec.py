@@ -80,7 +80,8 @@ class SODECModel(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, device: str | torch.device | None = None,
-                    dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None) -> SODECModel:
+                    dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None,
+                    fuse_lora: bool = True) -> SODECModel:
         """Load a saved model from a local folder, refusing weights whose digest is wrong."""
         from safetensors import safe_open
 
@@ -105,7 +106,7 @@ class SODECModel(nn.Module):
             raise WeightsError(f"weights do not match config {cfg.name!r}: missing {missing[:5]}, unexpected {unexpected[:5]}")
         if model.diffusion is not None:
             lora = {k[len("diffusion."):]: v for k, v in state.items() if k.startswith("diffusion.")}
-            model.diffusion.load_pretrained(lora, **(base_kwargs or {}))
+            model.diffusion.load_pretrained(lora, fuse=fuse_lora, **(base_kwargs or {}))
         model.digest = digest
         model.eval().requires_grad_(False)
         if device is not None or dtype is not None:

@@ -52,8 +52,8 @@ class CropDataset:
     def digest(self) -> str:
         return data_digest(self.files, self.root)
 
-    def batch(self, seed: int, step: int, size: int) -> torch.Tensor:
-        rng = np.random.default_rng([seed, step])
+    def batch(self, seed: int, step: int, size: int, rank: int = 0) -> torch.Tensor:
+        rng = np.random.default_rng([seed, step] if rank == 0 else [seed, step, rank])
         out = torch.empty(size, 3, self.crop, self.crop)
         for i in range(size):
             img = self.images[int(rng.integers(len(self.images)))]

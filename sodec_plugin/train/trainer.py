@@ -2,7 +2,7 @@
 
 Every step's batch and noise are seeded by (seed, step), so stopping and resuming from a
 checkpoint continues with the numbers an uninterrupted run would have produced.
-The output folder holds ``checkpoints/`` (resume state, not for release), ``log.csv`` and, when
+The output folder holds ``checkpoints/`` (resume state, not for release), ``log-stageN.csv`` and, when
 the run ends or `export()` is called, ``model/``: what ``load_model`` reads and
 ``push_to_hub`` publishes, with a model card.
 """
@@ -55,12 +55,19 @@ class Trainer:
         self.out = Path(out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.accelerator = _accelerator(recipe)
+        if self.accelerator is not None:
+            self.device = self.accelerator.device
+        else:
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.rank = self.accelerator.process_index if self.accelerator is not None else 0
+        self.world = self.accelerator.num_processes if self.accelerator is not None else 1
         self.sr = recipe.stage(stage)
         self.data = CropDataset(data_dir, self.sr.crop, recipe.downscale)
         self.data_dir = Path(data_dir)
+        torch.manual_seed(recipe.seed)  # the initial weights are part of what resume reproduces
         if init_from is not None:
-            self.model = SODECModel.from_folder(init_from).train().requires_grad_(True)
+            self.model = SODECModel.from_folder(init_from, fuse_lora=False).train().requires_grad_(True)
         else:
             self.model = SODECModel(cfg)
         self.model.to(self.device)
@@ -72,8 +79,11 @@ class Trainer:
         return self.ckpt_dir / f"stage{self.stage}-last.pt"
 
     def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
         state = {"step": self.step, "stage": self.stage, "model": self.model.trainable_state_dict(),
-                 "optimizers": [o.state_dict() for o in self.stages.optimizers]}
+                 "optimizers": [o.state_dict() for o in self.stages.optimizers],
+                 "extra": {k: m.state_dict() for k, m in getattr(self.stages, "extra_modules", {}).items()}}
         tmp = self._ckpt_path().with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self._ckpt_path())
@@ -91,8 +101,23 @@ class Trainer:
         self.model.to(self.device)
         for o, s in zip(self.stages.optimizers, state["optimizers"]):
             o.load_state_dict(s)
+        for k, m in getattr(self.stages, "extra_modules", {}).items():
+            m.load_state_dict(state["extra"][k])
         self.step = int(state["step"])
         return True
+
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """loss.backward(), then gradients of `optimizer`'s parameters averaged over processes
+        (accelerate launch); stages call submodules directly, so no DDP wrapper is involved."""
+        loss.backward()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= self.world
 
     # ---- loop -------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -104,9 +129,12 @@ class Trainer:
 
         end = self.sr.steps if max_steps is None else min(self.sr.steps, max_steps)
         results: list[StepResult] = []
-        log_path = self.out / "log.csv"
+        log_path = self.out / f"log-stage{self.stage}.csv"
         new_log = not log_path.exists()
         self.model.train()
+        if self.rank != 0:
+            progress = False
+            log_path = self.out / f"log-stage{self.stage}-rank{self.rank}.csv"
         with open(log_path, "a", newline="") as logf, tqdm(total=end, initial=self.step, disable=not progress,
                                                             desc=f"stage {self.stage}") as bar:
             writer = None
@@ -116,7 +144,7 @@ class Trainer:
                 for o in self.stages.optimizers[:1]:
                     for g in o.param_groups:
                         g["lr"] = self.lr_at(self.step)
-                x = self.data.batch(self.recipe.seed, self.step, self.sr.batch_size).to(self.device)
+                x = self.data.batch(self.recipe.seed, self.step, self.sr.batch_size, self.rank).to(self.device)
                 res = self.stages.step(x, self.step)
                 if not math.isfinite(res.loss):
                     raise FloatingPointError(f"loss is {res.loss} at step {self.step}")
@@ -175,15 +203,25 @@ class Stage1:
         loss = (self.lambdas[r] * 255**2 * mse + bpp).mean()
         opt, aux_opt = self.optimizers
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.t.backward(loss, opt)
         torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], self.t.recipe.grad_clip)
         opt.step()
         aux = comp.entropy_bottleneck.loss()
         aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
+        self.t.backward(aux, aux_opt)
         aux_opt.step()
         psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
         return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item()})
+
+
+def _accelerator(recipe: TrainRecipe) -> Any:
+    """An accelerate.Accelerator when launched with `accelerate launch` (several processes), so
+    runs scale across GPUs and nodes; None for a plain single-process run."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=recipe.mixed_precision if recipe.mixed_precision != "no" else None)
 
 
 def _stage_impl(t: Trainer) -> Any:
@@ -211,7 +249,8 @@ def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | Non
     (Path(out) / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "recipe": rec.to_dict(),
                                                     "stage": stage, "argv": sys.argv}, indent=2, default=str))
     t.run(max_steps=max_steps, progress=progress)
-    t.export(Path(out) / f"model-stage{stage}")
-    if t.step >= t.sr.steps:
-        t.export(Path(out) / "model")
+    if t.rank == 0:
+        t.export(Path(out) / f"model-stage{stage}")
+        if t.step >= t.sr.steps:
+            t.export(Path(out) / "model")
     return t

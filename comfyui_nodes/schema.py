@@ -1,0 +1,165 @@
+"""The five nodes described once, as plain data plus a run function each, so that the V3 classes and the V1
+fallback cannot drift apart (both are generated from, or call into, what is here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import core
+
+
+@dataclass(frozen=True)
+class In:
+    """One node input. `options` may be a callable so that file lists are read when ComfyUI asks."""
+
+    id: str
+    type: str
+    tooltip: str = ""
+    default: Any = None
+    options: Callable[[], list[str]] | tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    optional: bool = False
+
+    def choices(self) -> list[str]:
+        opts = self.options() if callable(self.options) else self.options
+        return list(opts or ())
+
+
+@dataclass(frozen=True)
+class Out:
+    type: str
+    name: str
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class NodeDef:
+    node_id: str
+    display_name: str
+    description: str
+    inputs: tuple[In, ...]
+    outputs: tuple[Out, ...]
+    run: Callable[..., tuple[tuple[Any, ...], dict[str, Any] | None]]
+    output_node: bool = False
+
+
+MODEL_IN = In("sodec_model", core.MODEL_TYPE, "A SODEC model from SODEC Model Loader.")
+BITSTREAM_IN = In("bitstream", core.BITSTREAM_TYPE, "SODEC bitstreams: one .sdc file per batch item.")
+
+
+def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", device: str = "auto",
+               dtype: str = "auto") -> tuple[tuple[Any, ...], dict[str, Any]]:
+    handle = core.load_model_handle(model_name, hub_repo_id, revision, device, dtype)
+    return (handle,), {"text": [handle.describe()]}
+
+
+def run_encode(image: Any, sodec_model: core.SODECModelHandle,
+               quality: int = core.DEFAULT_QUALITY) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    bits = core.encode_images(sodec_model, image, int(quality))
+    return (bits, bits.mean_bpp()), {"text": bits.summary()}
+
+
+def run_decode(bitstream: core.SODECBitstream, sodec_model: core.SODECModelHandle, decode_path: str = "diffusion",
+               guidance: float = 1.0, tile_size: int = core.DEFAULT_TILE_PX) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    images, masks, notes = core.decode_bitstream(sodec_model, bitstream, decode_path, float(guidance), int(tile_size))
+    return (images, masks), {"text": notes}
+
+
+def run_save(bitstream: core.SODECBitstream, filename_prefix: str = "sodec/SODEC",
+             preview: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return (), core.save_node(bitstream, filename_prefix, preview)
+
+
+def run_load(sdc_file: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    bits = core.load_bitstream(sdc_file)
+    return (bits, bits.mean_bpp()), {"text": bits.summary()}
+
+
+NODES: dict[str, NodeDef] = {d.node_id: d for d in (
+    NodeDef(
+        "SODECModelLoader", "SODEC Model Loader",
+        "Loads a SODEC codec model: the bundled default, a model folder or model.safetensors under models/sodec, "
+        "or a Hugging Face Hub repo. Models are shared with the Pillow plugin and managed like ComfyUI's own.",
+        (
+            In("model_name", "COMBO", "'default' is the bundled model; other entries are under models/sodec.",
+               core.DEFAULT_CHOICE, core.model_choices),
+            In("hub_repo_id", "STRING", "A Hugging Face Hub repo id (org/name); when set it replaces model_name.",
+               ""),
+            In("revision", "STRING", "Hub revision (branch, tag or commit) for hub_repo_id; empty for main.", ""),
+            In("device", "COMBO", "auto: ComfyUI's device (the GPU unless --cpu); cpu: always the CPU.", "auto",
+               core.DEVICES),
+            In("dtype", "COMBO", "auto: float32 on the CPU, half precision on GPUs that handle it.", "auto",
+               core.DTYPES),
+        ),
+        (Out(core.MODEL_TYPE, "sodec_model", "The loaded SODEC model."),),
+        run_loader,
+    ),
+    NodeDef(
+        "SODECEncode", "SODEC Encode",
+        "Compresses each image of the batch to a SODEC bitstream (.sdc); also gives the mean bits per pixel.",
+        (
+            In("image", "IMAGE", "Images to compress (a batch gives one bitstream per image)."),
+            MODEL_IN,
+            In("quality", "INT", "1 (smallest files) to 100 (best quality): the model's rate points.",
+               core.DEFAULT_QUALITY, min=1, max=100, step=1),
+        ),
+        (Out(core.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
+         Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),
+        run_encode,
+    ),
+    NodeDef(
+        "SODECDecode", "SODEC Decode",
+        "Decodes SODEC bitstreams to images with the one-step diffusion decoder or the fast fidelity decoder. "
+        "A model without the diffusion path decodes with its fidelity decoder and says so here.",
+        (
+            BITSTREAM_IN,
+            MODEL_IN,
+            In("decode_path", "COMBO", "diffusion: the one-step diffusion decoder (realistic detail); fidelity: "
+               "the fidelity decoder alone (fast, closest to the original in PSNR).", "diffusion",
+               core.DECODE_PATHS),
+            In("guidance", "FLOAT", "Fidelity guidance strength of the diffusion path (0 none, 1 as trained, "
+               "above 1 stronger).", 1.0, min=0.0, max=10.0, step=0.05),
+            In("tile_size", "INT", "Decoder tile size in pixels: smaller tiles use less memory.",
+               core.DEFAULT_TILE_PX, min=core.MIN_TILE_PX, max=core.MAX_TILE_PX, step=64),
+        ),
+        (Out("IMAGE", "image", "The decoded images."),
+         Out("MASK", "mask", "Transparency of images stored with alpha (1 = transparent), else zeros.")),
+        run_decode,
+    ),
+    NodeDef(
+        "SODECSave", "SODEC Save",
+        "Writes each bitstream as an .sdc file to the output folder and shows a preview with its size and bpp.",
+        (
+            BITSTREAM_IN,
+            In("filename_prefix", "STRING", "File name prefix, relative to the output folder (subfolders allowed; "
+               "%width%, %height% and %date% style fields as in Save Image).", "sodec/SODEC"),
+            In("preview", "IMAGE", "Optional images to show (e.g. SODEC Decode's output); else the encoder's "
+               "input is shown.", optional=True),
+        ),
+        (),
+        run_save,
+        output_node=True,
+    ),
+    NodeDef(
+        "SODECLoad", "SODEC Load",
+        "Reads an .sdc file from the input folder as a SODEC bitstream (ComfyUI's Load Image can also open .sdc "
+        "files directly, decoding them with the model the file names).",
+        (In("sdc_file", "COMBO", ".sdc files in the input folder.", None, core.list_sdc_files),),
+        (Out(core.BITSTREAM_TYPE, "bitstream", "The file's bitstream."),
+         Out("FLOAT", "bpp", "The file's bits per pixel.")),
+        run_load,
+    ),
+)}
+
+
+def validate_load(sdc_file: str) -> bool | str:
+    """True, or why SODECLoad cannot read the file (ComfyUI shows the message before running)."""
+    try:
+        core.sdc_path(sdc_file)
+    except (OSError, ValueError) as e:
+        return str(e)
+    return True

@@ -1,0 +1,63 @@
+"""SODEC as a Pillow format: ``import pillow_codec`` and Pillow opens and saves ``.sdc`` files.
+
+Importing registers the format "SODEC" (open, save, extension ``.sdc``, MIME ``image/x-sodec``)
+without importing torch. ``register_sodec_opener(model=..., device=..., quality=...)`` registers
+too, and sets defaults for opening and saving (unknown keys warn; see ``plugin.OPTIONS``)::
+
+    import pillow_codec
+    from PIL import Image
+
+    pillow_codec.register_sodec_opener(model="path/to/model")  # until sodec-lite is bundled
+    Image.open("photo.png").save("photo.sdc", quality=60)
+    with Image.open("photo.sdc") as im:   # header only: size, mode, info, no decoding
+        print(im.size, im.info["bpp"], im.info.get("quality"))
+        im.thumbnail((256, 256))           # draft: 1/2..1/8 scale via the fast fidelity path
+        im.load()                          # full decode through the shared model
+
+Opening reads only the header. ``info`` holds "model" (bundled model name, else the name the
+file records, else the weights id), "model_id" (first 4 bytes of the weights sha256, in hex),
+"rate_position", "bpp" (file bits per pixel), "quality" (when the model's config is at hand:
+a bundled model, or the registered model folder or instance), and "icc_profile", "exif", "xmp"
+when the file has them (``getexif()`` and ``getxmp()`` work as for PNG and WebP).
+
+Save options: ``quality``, ``model``, ``device``, ``icc_profile``, ``exif``, ``xmp``. The three
+metadata options fall back to ``im.info`` (pass ``b""`` to drop one); ``exif`` may be an
+``Image.Exif``, ``xmp`` a str. The encoder runs in memory and the file is written once, so a
+failed save writes nothing, and Pillow removes the file that ``Image.save`` created for it (an
+existing file given by name is truncated by ``Image.save`` before any plugin runs; save to a
+temporary name and rename to replace files atomically).
+
+Quality: a number from 1 to 100 (default 75; anything else raises ValueError), mapped linearly
+onto the model's rate positions: ``position = round((quality - 1) / 99 * max_position)`` with
+``max_position = (number of rate points - 1) * rate_substeps``. Quality 1 is the lowest rate
+point (smallest files), 100 the highest, and positions between two rate points interpolate the
+gains in 1/rate_substeps steps. For sodec-lite (8 rate points, 16 substeps) positions run 0..112
+and quality 75 is position 84, a quarter of the way from rate point 5 to 6. On reading,
+``info["quality"] = round(1 + 99 * position / max_position)``, the quality of that position.
+
+Modes: RGB, L, RGBA and LA are stored as they are; the alpha of RGBA and LA is kept exactly
+(lossless). Others convert as Pillow users expect (``sodec_plugin.codec.normalize_mode`` plus
+two cases): P and PA become RGBA when they have transparency (``info["transparency"]`` or an
+RGBA palette), otherwise RGB; 1 becomes L; I;16 (and I;16L/B/N) scale 0..65535 to 0..255 L;
+I and F become L, scaled from 0..65535 if any value exceeds 255, else taken as 0..255; CMYK,
+YCbCr, LAB, HSV and RGBX become RGB; RGBa and La are un-premultiplied to RGBA and LA. Any other
+mode raises ValueError. Decoded images have the stored mode.
+"""
+
+from __future__ import annotations
+
+from .plugin import (
+    DEFAULT_QUALITY,
+    EXTENSION,
+    FORMAT,
+    MIME,
+    OPTIONS,
+    SodecImageFile,
+    options,
+    register_sodec_opener,
+)
+
+__all__ = ["DEFAULT_QUALITY", "EXTENSION", "FORMAT", "MIME", "OPTIONS", "SodecImageFile", "options",
+           "register_sodec_opener"]
+
+register_sodec_opener()

@@ -1,0 +1,199 @@
+"""Classic codecs through Pillow, as rate-distortion baselines.
+
+Every codec is one row of CODECS: Pillow format, a builder of save() keyword arguments from a quality value, and the
+quality range. Higher quality always means more bits. Quality scales:
+
+* jpeg:     libjpeg quality 1..100 (integer), 4:2:0 chroma, optimized Huffman tables. Pillow warns that >95 wastes
+            bits; 100 is kept so high-rate targets can still be reached.
+* webp:     libwebp lossy quality 0..100 (integer), method 6 (slowest, smallest files).
+* avif:     libavif quality 0..100 (integer; maps to the AV1 quantizer), 4:2:0, speed 6 (Pillow's default).
+* jpeg2000: OpenJPEG, irreversible 9/7 wavelet with the RGB->YCbCr component transform (mct=1; Pillow's default
+            of no transform costs ~40% rate on photos), raw J2K codestream (no JP2 box overhead), one quality
+            layer in quality_mode="dB": the quality is the layer's target PSNR in dB, 15..60 (float). Below ~15 dB
+            the encoder hits its floor (headers + lowest layer) so the range stops there.
+* jxl:      libjxl through pillow_jxl, quality 0..99 (integer; maps to the butteraugli distance), effort 7.
+            100 would be mathematically lossless, which libjxl only accepts in lossless mode, so it is excluded.
+
+Encoders run single-threaded where the plugin allows it, so that timings compare like with like.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One baseline codec: Pillow `format`, `kwargs(quality)` for Image.save, the quality range (higher = more bits),
+    whether the quality is an integer, and the module to import first for plugins that register a format."""
+
+    format: str
+    kwargs: Callable[[float], dict[str, Any]]
+    q_min: float
+    q_max: float
+    integer: bool = True
+    plugin: str | None = None
+    scale: str = ""
+
+
+CODECS: dict[str, Codec] = {
+    "jpeg": Codec("JPEG", lambda q: {"quality": int(q), "optimize": True, "subsampling": "4:2:0"}, 1, 100,
+                  scale="libjpeg quality 1-100"),
+    "webp": Codec("WEBP", lambda q: {"quality": int(q), "method": 6}, 0, 100, scale="libwebp quality 0-100"),
+    "avif": Codec("AVIF", lambda q: {"quality": int(q), "speed": 6, "max_threads": 1, "subsampling": "4:2:0"},
+                  0, 100, scale="libavif quality 0-100"),
+    "jpeg2000": Codec("JPEG2000", lambda q: {"quality_mode": "dB", "quality_layers": [float(q)],
+                                             "irreversible": True, "mct": 1, "no_jp2": True},
+                      15.0, 60.0, integer=False, scale="OpenJPEG target PSNR 15-60 dB"),
+    "jxl": Codec("JXL", lambda q: {"quality": int(q), "effort": 7, "num_threads": 1}, 0, 99, plugin="pillow_jxl",
+                 scale="libjxl quality 0-99"),
+}
+
+
+def codec_unavailable(name: str) -> str | None:
+    """None when the codec can be used here, else why not (unknown name, missing plugin, Pillow built without it)."""
+    codec = CODECS.get(name)
+    if codec is None:
+        return f"unknown codec {name!r} (known: {', '.join(CODECS)})"
+    if codec.plugin:
+        try:
+            importlib.import_module(codec.plugin)
+        except ImportError as e:
+            return f"plugin {codec.plugin} not importable ({e})"
+    Image.init()
+    if codec.format not in Image.SAVE:
+        return f"Pillow has no encoder for {codec.format}"
+    return None
+
+
+def available_codecs() -> list[str]:
+    """Names of the CODECS usable in this environment."""
+    return [name for name in CODECS if codec_unavailable(name) is None]
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, np.ndarray, float, float]:
+    """Encode `image` with `codec` at `quality` in memory and decode it back.
+
+    Returns (bytes_len, decoded uint8 H x W x 3 array, encode seconds, decode seconds). Timings cover save() and
+    open()+load() only, not the RGB conversion of the input.
+    """
+    reason = codec_unavailable(codec)
+    if reason:
+        raise RuntimeError(f"{codec}: {reason}")
+    spec = CODECS[codec]
+    q = min(max(float(quality), spec.q_min), spec.q_max)
+    image = _rgb(image)
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    image.save(buf, format=spec.format, **spec.kwargs(q))
+    t1 = time.perf_counter()
+    data = buf.getvalue()
+    t2 = time.perf_counter()
+    with Image.open(io.BytesIO(data)) as dec:
+        dec.load()
+        t3 = time.perf_counter()
+        arr = np.asarray(_rgb(dec), dtype=np.uint8).copy()
+    if arr.shape[:2] != (image.height, image.width):
+        raise RuntimeError(f"{codec}: decoded size {arr.shape[1]}x{arr.shape[0]} != {image.width}x{image.height}")
+    return len(data), arr, t1 - t0, t3 - t2
+
+
+@dataclass
+class RateMatch:
+    """The encode chosen by match_rate: its quality, real size and rate, decoded pixels and timings."""
+
+    codec: str
+    quality: float
+    nbytes: int
+    bpp: float
+    decoded: np.ndarray = field(repr=False)
+    enc_seconds: float
+    dec_seconds: float
+    target_bpp: float = float("nan")
+    tries: int = 0
+
+
+def bpp_of(nbytes: int, image: Image.Image) -> float:
+    """Real file bits per pixel: 8 * bytes / (W * H)."""
+    return 8.0 * nbytes / (image.width * image.height)
+
+
+def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: float = 0.005, max_steps: int = 24,
+               cache: dict[tuple[str, float], RateMatch] | None = None) -> RateMatch:
+    """Binary-search `codec`'s quality for the real file rate closest to `target_bpp`.
+
+    Assumes rate grows with quality (true up to small wiggles); every encode tried is a candidate, so the closest one
+    seen is returned even where the curve is not monotonic. A target outside the codec's reach gives its lowest or
+    highest quality. Stops early within `rel_tol` relative rate error. `cache` (per image) lets several targets on the
+    same image reuse encodes.
+    """
+    reason = codec_unavailable(codec)
+    if reason:
+        raise RuntimeError(f"{codec}: {reason}")
+    spec = CODECS[codec]
+    image = _rgb(image)
+    cache = {} if cache is None else cache
+    best: RateMatch | None = None
+    tries = 0
+
+    def trial(q: float) -> RateMatch:
+        nonlocal best, tries
+        key = (codec, q)
+        if key not in cache:
+            nbytes, arr, enc_s, dec_s = encode_decode(codec, image, q)
+            cache[key] = RateMatch(codec, q, nbytes, bpp_of(nbytes, image), arr, enc_s, dec_s)
+            tries += 1
+        r = cache[key]
+        if best is None or abs(r.bpp - target_bpp) < abs(best.bpp - target_bpp):
+            best = r
+        return r
+
+    def close_enough(r: RateMatch) -> bool:
+        return abs(r.bpp - target_bpp) <= rel_tol * target_bpp
+
+    if spec.integer:
+        lo, hi = int(spec.q_min), int(spec.q_max)
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            r = trial(float(mid))
+            if close_enough(r):
+                break
+            if r.bpp < target_bpp:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        # Rates wiggle a little (libjxl near quality 0 is not monotonic): also try the best quality's neighbours.
+        assert best is not None
+        if not close_enough(best):
+            for q in (best.quality - 1, best.quality + 1):
+                if spec.q_min <= q <= spec.q_max:
+                    trial(q)
+    else:
+        lo_f, hi_f = float(spec.q_min), float(spec.q_max)
+        for q in (lo_f, hi_f):  # the ends first: a target beyond them needs no search
+            trial(q)
+        if cache[(codec, lo_f)].bpp < target_bpp < cache[(codec, hi_f)].bpp:
+            for _ in range(max_steps):
+                mid = round((lo_f + hi_f) / 2, 6)
+                r = trial(mid)
+                if close_enough(r) or hi_f - lo_f < 1e-3:
+                    break
+                if r.bpp < target_bpp:
+                    lo_f = mid
+                else:
+                    hi_f = mid
+    assert best is not None
+    return RateMatch(best.codec, best.quality, best.nbytes, best.bpp, best.decoded, best.enc_seconds,
+                     best.dec_seconds, target_bpp=float(target_bpp), tries=tries)

@@ -1,0 +1,303 @@
+"""Rate-distortion evaluation of a codec against the Pillow baselines, with CSV / markdown / plot output.
+
+The codec under test is any callable `(PIL.Image, quality) -> (data, decoded PIL.Image, enc_s, dec_s)`, so this
+module does not depend on the SODEC engine. Baselines are rate-matched per image to each tested point (the codec's
+real bpp on that image is the target), so both curves span the same rates and the BD figures use a common range.
+
+Averages are plain means over images of per-image values (bpp, PSNR, MS-SSIM, seconds); the MS-SSIM dB figure is
+-10*log10(1 - mean MS-SSIM), as in CompressAI's plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .baselines import CODECS, RateMatch, bpp_of, codec_unavailable, match_rate
+from .bdrate import bd_psnr, bd_rate
+from .metrics import ms_ssim, ms_ssim_db, perceptual_metrics, perceptual_status, psnr
+
+CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+DEFAULT_BASELINES = ("jpeg", "webp", "avif", "jpeg2000", "jxl")
+ROW_FIELDS = ["image", "width", "height", "codec", "point", "quality", "target_bpp", "bytes", "bpp", "psnr", "ms_ssim",
+              "ms_ssim_db", "enc_s", "dec_s"]
+SUMMARY_FIELDS = ["codec", "point", "images", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s"]
+BD_FIELDS = ["codec", "baseline", "metric", "bd_rate_pct", "bd_quality", "range_low", "range_high", "points_codec",
+             "points_baseline"]
+BD_METRICS = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)"}
+
+
+def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """PNG/JPEG files directly in `folder`, sorted by name so runs are reproducible."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return files[:limit] if limit is not None else files
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _measure(ref: np.ndarray, dec: np.ndarray, perceptual: dict[str, Callable[[np.ndarray, np.ndarray], float]]
+             ) -> dict[str, float]:
+    m = ms_ssim(ref, dec)
+    out = {"psnr": psnr(ref, dec), "ms_ssim": m, "ms_ssim_db": ms_ssim_db(m)}
+    for name, fn in perceptual.items():
+        out[name] = fn(ref, dec)
+    return out
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    a = np.asarray(list(values), dtype=np.float64)
+    if a.size == 0 or np.all(np.isnan(a)):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(a))
+
+
+def summarize(rows: Sequence[dict[str, Any]], extra_metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Per (codec, point) means over images, in first-seen codec order and ascending point."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["codec"], r["point"]), []).append(r)
+    order = list(dict.fromkeys(r["codec"] for r in rows))
+    out = []
+    for (codec, point), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        s: dict[str, Any] = {"codec": codec, "point": point, "images": len(rs)}
+        for key in ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s", *extra_metrics):
+            s[key] = _nanmean(r[key] for r in rs)
+        s["ms_ssim_db"] = ms_ssim_db(s["ms_ssim"])
+        out.append({k: s[k] for k in (*SUMMARY_FIELDS, *extra_metrics)})
+    return out
+
+
+def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequence[str]) -> list[dict[str, Any]]:
+    """BD-rate (and BD-quality) of `codec_name` against each baseline on the averaged curves, per metric."""
+    def curve(codec: str, key: str) -> tuple[list[float], list[float]]:
+        pts = [s for s in summary if s["codec"] == codec]
+        return [s["bpp"] for s in pts], [s[key] for s in pts]
+
+    out = []
+    for base in baselines:
+        for key in BD_METRICS:
+            ra, da = curve(codec_name, key)
+            rb, db = curve(base, key)
+            fa = [d for d in da if math.isfinite(d)]
+            fb = [d for d in db if math.isfinite(d)]
+            lo = max(min(fa), min(fb)) if fa and fb else math.nan
+            hi = min(max(fa), max(fb)) if fa and fb else math.nan
+            out.append({"codec": codec_name, "baseline": base, "metric": key, "bd_rate_pct": bd_rate(ra, da, rb, db),
+                        "bd_quality": bd_psnr(ra, da, rb, db), "range_low": lo, "range_high": hi,
+                        "points_codec": len(fa), "points_baseline": len(fb)})
+    return out
+
+
+def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
+             baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
+             *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it.
+
+    Returns {"rows", "summary", "bdrate", "perceptual_status", "skipped", "files", ...}; with `out_dir` also writes
+    per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
+    """
+    images = list_images(folder, limit)
+    if not images:
+        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+    qualities = [float(q) for q in qualities]
+    if not qualities:
+        raise ValueError("need at least one quality")
+    skipped: dict[str, str] = {}
+    used: list[str] = []
+    for b in baselines:
+        reason = codec_unavailable(b)
+        if reason:
+            skipped[b] = reason
+            _log(progress, f"baseline {b} skipped: {reason}")
+        elif b not in used and b != codec_name:
+            used.append(b)
+    perceptual = perceptual_metrics(device)
+    status = perceptual_status()
+    extra = sorted(perceptual)
+    rows: list[dict[str, Any]] = []
+
+    for i, path in enumerate(images, 1):
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+        ref = np.asarray(img, dtype=np.uint8)
+        base_row = {"image": path.name, "width": img.width, "height": img.height}
+        targets: dict[float, float] = {}
+        for q in qualities:
+            data, decoded, enc_s, dec_s = codec_fn(img, q)
+            dec = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
+            if dec.shape != ref.shape:
+                raise RuntimeError(f"{codec_name} decoded {path.name} at quality {q} to {dec.shape}, expected "
+                                   f"{ref.shape}")
+            bpp = bpp_of(len(data), img)
+            targets[q] = bpp
+            rows.append({**base_row, "codec": codec_name, "point": q, "quality": q, "target_bpp": math.nan,
+                         "bytes": len(data), "bpp": bpp, **_measure(ref, dec, perceptual), "enc_s": float(enc_s),
+                         "dec_s": float(dec_s)})
+            _log(progress, f"[{i}/{len(images)}] {path.name} {codec_name} q={q:g}: {bpp:.4f} bpp, "
+                           f"{rows[-1]['psnr']:.2f} dB")
+        for b in used:
+            cache: dict[tuple[str, float], RateMatch] = {}
+            measured: dict[float, dict[str, float]] = {}
+            for q, target in targets.items():
+                m = match_rate(b, img, target, cache=cache)
+                if m.quality not in measured:
+                    measured[m.quality] = _measure(ref, m.decoded, perceptual)
+                rows.append({**base_row, "codec": b, "point": q, "quality": m.quality, "target_bpp": target,
+                             "bytes": m.nbytes, "bpp": m.bpp, **measured[m.quality], "enc_s": m.enc_seconds,
+                             "dec_s": m.dec_seconds})
+            _log(progress, f"[{i}/{len(images)}] {path.name} {b}: {len(cache)} encodes")
+
+    summary = summarize(rows, extra)
+    result: dict[str, Any] = {
+        "codec_name": codec_name,
+        "folder": str(folder),
+        "images": [p.name for p in images],
+        "qualities": qualities,
+        "baselines": used,
+        "skipped": skipped,
+        "perceptual_metrics": extra,
+        "perceptual_status": status,
+        "rows": rows,
+        "summary": summary,
+        "bdrate": bd_table(summary, codec_name, used),
+        "files": {},
+    }
+    if out_dir is not None:
+        result["files"] = write_outputs(result, out_dir)
+        _log(progress, f"wrote {', '.join(result['files'].values())}")
+    return result
+
+
+def _write_csv(path: Path, fields: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, str]:
+    """Write the CSVs, summary.md, results.json (no pixels; non-finite numbers as null) and rd.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = list(result.get("perceptual_metrics", []))
+    files = {
+        "per_image": out / "per_image.csv",
+        "summary": out / "summary.csv",
+        "bdrate": out / "bdrate.csv",
+        "markdown": out / "summary.md",
+        "json": out / "results.json",
+        "plot": out / "rd.png",
+    }
+    _write_csv(files["per_image"], ROW_FIELDS + extra, result["rows"])
+    _write_csv(files["summary"], SUMMARY_FIELDS + extra, result["summary"])
+    _write_csv(files["bdrate"], BD_FIELDS, result["bdrate"])
+    files["markdown"].write_text(format_markdown(result))
+    files["json"].write_text(json.dumps(_json_safe({k: v for k, v in result.items() if k != "files"}), indent=1))
+    plot_rd(result, files["plot"])
+    return {k: str(v) for k, v in files.items()}
+
+
+def plot_rd(result: dict[str, Any], path: str | Path) -> None:
+    """bpp vs PSNR and bpp vs MS-SSIM (dB) side by side, one line per codec (Agg canvas: no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    codecs = list(dict.fromkeys(s["codec"] for s in result["summary"]))
+    for ax, key, label in zip(axes, ("psnr", "ms_ssim_db"), ("PSNR (dB)", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)"),
+                              strict=True):
+        for codec in codecs:
+            pts = sorted((s["bpp"], s[key]) for s in result["summary"] if s["codec"] == codec
+                         and math.isfinite(s["bpp"]) and math.isfinite(s[key]))
+            if not pts:
+                continue
+            main = codec == result.get("codec_name")
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=codec,
+                    linewidth=2.4 if main else 1.4, zorder=3 if main else 2)
+        ax.set_xlabel("bits per pixel (real file size)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    n = len(result.get("images", []))
+    fig.suptitle(f"Rate-distortion, mean over {n} image{'s' if n != 1 else ''}")
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110, format="png")
+
+
+def _fmt(x: Any, digits: int) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "n/a"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    """The averaged RD table, the BD table and the perceptual-metric status as markdown."""
+    extra = list(result.get("perceptual_metrics", []))
+    name = result.get("codec_name", "codec")
+    lines = [f"# Rate-distortion evaluation: {name}", ""]
+    lines.append(f"{len(result.get('images', []))} images from `{result.get('folder', '')}`. Baselines are "
+                 f"rate-matched per image to each {name} point (real file bpp). Values are means over images; "
+                 "MS-SSIM (dB) = -10*log10(1 - mean MS-SSIM). MS-SSIM is n/a for images under 161 px on a side.")
+    lines.append("")
+    head = ["codec", "point", "images", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)", "enc s", "dec s", *extra]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in result["summary"]:
+        cells = [s["codec"], _fmt(s["point"], 2), str(s["images"]), _fmt(s["bpp"], 4), _fmt(s["psnr"], 2),
+                 _fmt(s["ms_ssim"], 4), _fmt(s["ms_ssim_db"], 2), _fmt(s["enc_s"], 3), _fmt(s["dec_s"], 3),
+                 *(_fmt(s[k], 4) for k in extra)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"## BD-rate of {name} against each baseline", "",
+              "Negative BD-rate: fewer bits than the baseline for the same quality. BD-quality: mean quality gain "
+              "at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard over the shared range; n/a when the curves "
+              "do not overlap.", ""]
+    lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) |", "|---|---|---|---|---|"]
+    for b in result["bdrate"]:
+        rng = f"{_fmt(b['range_low'], 2)} to {_fmt(b['range_high'], 2)}" if b["range_high"] > b["range_low"] \
+            else "none"
+        lines.append(f"| {b['baseline']} | {BD_METRICS.get(b['metric'], b['metric'])} | {_fmt(b['bd_rate_pct'], 2)} "
+                     f"| {_fmt(b['bd_quality'], 3)} | {rng} |")
+    if result.get("skipped"):
+        lines += ["", "Skipped baselines:", ""]
+        lines += [f"- {k}: {v}" for k, v in result["skipped"].items()]
+    lines += ["", "## Perceptual metrics", ""]
+    lines += [f"- {s}" for s in result.get("perceptual_status", [])]
+    baseline_scales = [f"- {b}: {CODECS[b].scale}" for b in result.get("baselines", []) if b in CODECS]
+    if baseline_scales:
+        lines += ["", "## Baseline quality scales", "", *baseline_scales]
+    return "\n".join(lines) + "\n"

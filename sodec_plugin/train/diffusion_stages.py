@@ -1,0 +1,142 @@
+"""Stages 2 and 3 of the rate-annealing recipe (the diffusion path)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .losses import Distortion, PatchDiscriminator
+
+if TYPE_CHECKING:
+    from .trainer import StepResult, Trainer
+
+
+def _prepare_diffusion(t: Trainer) -> None:
+    m = t.model
+    if m.diffusion is None:
+        raise ValueError(f"config {t.cfg.name!r} has no diffusion path: stages 2 and 3 need one")
+    d = m.diffusion
+    if d.unet is None:
+        d.load_base()
+        d.add_lora()
+    d.unet.to(t.device)
+    d.vae.to(t.device)
+    d.vit.to(t.device)
+    if t.recipe.gradient_checkpointing and hasattr(d.unet, "enable_gradient_checkpointing"):
+        d.unet.enable_gradient_checkpointing()
+    for p in d.unet.parameters():
+        p.requires_grad_(False)
+    for n, p in d.unet.named_parameters():
+        if "lora_" in n:
+            p.requires_grad_(True)
+
+
+def _autocast(t: Trainer) -> torch.autocast:
+    mp = t.recipe.mixed_precision
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp)
+    return torch.autocast(t.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def _diffusion_params(t: Trainer) -> list[torch.nn.Parameter]:
+    d = t.model.diffusion
+    params = [p for p in d.parameters()] + [p for p in d.unet.parameters() if p.requires_grad]
+    return params + list(t.model.fidelity_decoder.parameters())
+
+
+def _sum_bpp(out: dict[str, torch.Tensor], pixels: int) -> torch.Tensor:
+    from .trainer import bits_per_pixel
+
+    return bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
+
+
+class Stage2:
+    """Compression module frozen; LoRA, H_s, T_s, D_a, F_p trained with the distortion only."""
+
+    def __init__(self, t: Trainer) -> None:
+        self.t = t
+        _prepare_diffusion(t)
+        t.model.compression.requires_grad_(False)
+        self.distortion = Distortion(t.recipe.k_mse, t.recipe.k_lpips).to(t.device)
+        self.optimizers = [torch.optim.AdamW(_diffusion_params(t), lr=t.sr.lr)]
+
+    def step(self, x: torch.Tensor, step: int) -> StepResult:
+        from .trainer import StepResult
+
+        m = self.t.model
+        r = torch.full((x.shape[0],), self.t.recipe.target_rate_index, device=x.device)
+        with torch.no_grad():
+            out = m.compression(x, r)
+        with _autocast(self.t):
+            x_f = m.fidelity_decoder(out["y_hat"])
+            x_hat = m.diffusion(out["y_hat"], out["z_hat"], x_f, 1.0)
+            loss, values = self.distortion(x_hat.float(), x)
+        opt = self.optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        self.t.backward(loss, opt)
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], self.t.recipe.grad_clip)
+        opt.step()
+        return StepResult(loss.item(), values)
+
+
+class Stage3:
+    """End to end: d(x, x_hat) + w_rate * bpp + alpha * MSE(x, x_f), w_rate annealed upwards
+    through `rate_weights`, then a GAN loss in the last `gan_fraction` of the steps."""
+
+    def __init__(self, t: Trainer) -> None:
+        self.t = t
+        _prepare_diffusion(t)
+        self.distortion = Distortion(t.recipe.k_mse, t.recipe.k_lpips).to(t.device)
+        comp = t.model.compression
+        main = [p for n, p in comp.named_parameters() if not n.endswith("quantiles")] + _diffusion_params(t)
+        self.disc = PatchDiscriminator().to(t.device)
+        self.extra_modules = {"discriminator": self.disc}
+        self.optimizers = [torch.optim.AdamW(main, lr=t.sr.lr),
+                           torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr),
+                           torch.optim.Adam(self.disc.parameters(), lr=t.sr.lr, betas=(0.5, 0.999))]
+
+    def rate_weight(self, step: int) -> float:
+        w = self.t.recipe.rate_weights
+        return w[min(len(w) - 1, step * len(w) // self.t.sr.steps)]
+
+    def gan_active(self, step: int) -> bool:
+        return step >= (1.0 - self.t.recipe.gan_fraction) * self.t.sr.steps
+
+    def step(self, x: torch.Tensor, step: int) -> StepResult:
+        from .trainer import StepResult
+
+        m, rec = self.t.model, self.t.recipe
+        r = torch.full((x.shape[0],), rec.target_rate_index, device=x.device)
+        opt, aux_opt, d_opt = self.optimizers
+        with _autocast(self.t):
+            out = m.compression(x, r)
+            x_f = m.fidelity_decoder(out["y_hat"])
+            x_hat = m.diffusion(out["y_hat"], out["z_hat"], x_f, 1.0)
+            dist, values = self.distortion(x_hat.float(), x)
+            bpp = _sum_bpp(out, x.shape[-1] * x.shape[-2]).mean()
+            align = F.mse_loss(x_f.float(), x) * 255**2
+            w = self.rate_weight(step)
+            loss = dist + w * bpp + rec.align_weight * align
+            gan = self.gan_active(step)
+            if gan:
+                g_loss = -self.disc(x_hat.float()).mean()
+                loss = loss + rec.gan_weight * g_loss
+        opt.zero_grad(set_to_none=True)
+        self.t.backward(loss, opt)
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], rec.grad_clip)
+        opt.step()
+        aux = m.compression.entropy_bottleneck.loss()
+        aux_opt.zero_grad(set_to_none=True)
+        self.t.backward(aux, aux_opt)
+        aux_opt.step()
+        if gan:
+            d_loss = F.relu(1 - self.disc(x)).mean() + F.relu(1 + self.disc(x_hat.detach().float())).mean()
+            d_opt.zero_grad(set_to_none=True)
+            self.t.backward(d_loss, d_opt)
+            d_opt.step()
+            values["d_loss"] = d_loss.item()
+        else:
+            values["d_loss"] = float("nan")
+        values.update({"bpp": bpp.item(), "rate_weight": w, "align": align.item()})
+        return StepResult(loss.item(), values)

@@ -1,0 +1,262 @@
+"""End to end in a real ComfyUI (opt-in): start `main.py --cpu --listen 127.0.0.1`, post the shipped example
+workflow to /prompt and check what it wrote, then read the .sdc back with SODECLoad.
+
+    SODEC_COMFYUI_DIR=/path/to/ComfyUI [SODEC_COMFYUI_PYTHON=/path/to/its/python] \\
+        python -m pytest -m comfyui_e2e tests/test_comfyui_e2e.py
+
+ComfyUI runs with --base-directory in a temporary folder, so the checkout is left as it is: the node pack
+is linked into its custom_nodes/ (the repository itself when its root has an __init__.py, else
+comfyui_nodes/; SODEC_E2E_INSTALL=repo or =package forces one), the model into models/sodec and a Kodak crop
+into input/. ComfyUI's interpreter must have this repository installed (`pip install -e .`).
+
+SODEC_E2E_MODEL picks the model: unset runs the workflow as shipped (the bundled default) when a bundled
+model is installed, else a tiny random model with the diffusion path; `tiny` / `tiny-fidelity` make one; a
+folder or .safetensors path is linked in. SODEC_E2E_APIS (default "v3,v1") lists the node APIs to run: v1
+starts ComfyUI with SODEC_COMFY_API=v1, so the fallback classes run in the same ComfyUI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+COMFY_DIR = os.environ.get("SODEC_COMFYUI_DIR", "")
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / "comfyui_nodes" / "workflows" / "sodec_roundtrip_api.json"
+NODE_IDS = ("SODECModelLoader", "SODECEncode", "SODECDecode", "SODECSave", "SODECLoad")
+START_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 600
+
+pytestmark = [
+    pytest.mark.comfyui_e2e,
+    pytest.mark.skipif(not COMFY_DIR, reason="set SODEC_COMFYUI_DIR to a ComfyUI checkout to run the end-to-end test"),
+]
+
+
+# ---- HTTP --------------------------------------------------------------------------------------------
+def http_json(url: str, payload: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            return e.code, json.loads(body)
+        except ValueError:
+            return e.code, body.decode(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Comfy:
+    """A ComfyUI server this test started, its folders, and what the test put there."""
+
+    def __init__(self, api: str, base: Path, url: str, log: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.api, self.base, self.url, self.log, self.proc = api, base, url, log, proc
+        self.model_name = ""
+        self.image: tuple[str, tuple[int, int]] = ("", (0, 0))
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def run(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """Post an API-format prompt; wait for its history entry; fail with ComfyUI's own message."""
+        status, reply = http_json(self.url + "/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+        assert status == 200, f"/prompt refused the workflow: {json.dumps(reply, indent=1)[:3000]}"
+        prompt_id = reply["prompt_id"]
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"ComfyUI exited:\n{self.log_tail()}"
+            _, history = http_json(f"{self.url}/history/{prompt_id}")
+            entry = (history or {}).get(prompt_id)
+            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+                assert entry["status"]["status_str"] == "success", \
+                    f"workflow failed: {json.dumps(entry['status'], indent=1)[:4000]}\n{self.log_tail()}"
+                return entry["outputs"]
+            time.sleep(0.5)
+        pytest.fail(f"workflow did not finish in {RUN_TIMEOUT_S} s\n{self.log_tail()}")
+
+    def file(self, entry: dict[str, str]) -> Path:
+        return self.base / entry["type"] / entry.get("subfolder", "") / entry["filename"]
+
+
+# ---- setup -------------------------------------------------------------------------------------------
+def install_pack(custom_nodes: Path) -> None:
+    mode = os.environ.get("SODEC_E2E_INSTALL", "auto")
+    if mode == "repo" or (mode == "auto" and (REPO / "__init__.py").is_file()):
+        (custom_nodes / "sodec").symlink_to(REPO, target_is_directory=True)
+    else:
+        (custom_nodes / "sodec_nodes").symlink_to(REPO / "comfyui_nodes", target_is_directory=True)
+
+
+def prepare_model(models: Path) -> str:
+    """The loader's model_name for SODEC_E2E_MODEL (see the module docstring)."""
+    from sodec_plugin.hub import bundled_models
+
+    choice = os.environ.get("SODEC_E2E_MODEL", "")
+    if not choice:
+        choice = "default" if bundled_models() else "tiny"
+    if choice == "default" or choice in bundled_models():
+        return choice
+    if choice in ("tiny", "tiny-fidelity"):
+        from sodec_plugin.testing import save_tiny_model
+
+        save_tiny_model(models / choice, diffusion=choice == "tiny")
+        return choice
+    path = Path(choice).expanduser().resolve()
+    assert path.exists(), f"SODEC_E2E_MODEL={choice!r}: no such folder or file"
+    (models / path.name).symlink_to(path, target_is_directory=path.is_dir())
+    return path.name
+
+
+def input_image(input_dir: Path) -> tuple[str, tuple[int, int]]:
+    """A Kodak crop (the test set) in ComfyUI's input folder; ComfyUI's example.png without it."""
+    from PIL import Image
+
+    from tests.conftest import KODAK
+
+    src = KODAK / "kodim23.png"
+    if src.exists():
+        with Image.open(src) as im:
+            crop = im.convert("RGB").crop((128, 64, 448, 304))
+        crop.save(input_dir / "sodec_e2e_kodim23.png")
+        return "sodec_e2e_kodim23.png", crop.size
+    shutil.copy(Path(COMFY_DIR) / "input" / "example.png", input_dir / "example.png")
+    with Image.open(input_dir / "example.png") as im:
+        return "example.png", im.size
+
+
+APIS = [a.strip() for a in os.environ.get("SODEC_E2E_APIS", "v3,v1").split(",") if a.strip()]
+
+
+@pytest.fixture(scope="module", params=APIS)
+def comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Comfy]:
+    api = request.param
+    comfy_dir = Path(COMFY_DIR).expanduser().resolve()
+    assert (comfy_dir / "main.py").is_file(), f"SODEC_COMFYUI_DIR={COMFY_DIR!r} holds no main.py"
+    if "--base-directory" not in (comfy_dir / "comfy" / "cli_args.py").read_text():
+        pytest.skip("this ComfyUI has no --base-directory; the test does not write into the checkout")
+    base = tmp_path_factory.mktemp(f"comfy-{api}")
+    for sub in ("custom_nodes", "models/sodec", "input", "output", "temp", "user"):
+        (base / sub).mkdir(parents=True)
+    install_pack(base / "custom_nodes")
+    port = free_port()
+    log = base / "comfyui.log"
+    cmd = [os.environ.get("SODEC_COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
+           "--port", str(port), "--base-directory", str(base), "--disable-auto-launch"]
+    env = {**os.environ, "SODEC_COMFY_API": api, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=comfy_dir, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    server = Comfy(api, base, f"http://127.0.0.1:{port}", log, proc)
+    try:
+        server.model_name = prepare_model(base / "models" / "sodec")  # while ComfyUI starts
+        server.image = input_image(base / "input")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"ComfyUI exited with {proc.returncode}:\n{server.log_tail()}"
+            try:
+                status, _ = http_json(server.url + "/object_info/SODECEncode", timeout=5)
+                if status == 200:
+                    break
+            except (OSError, urllib.error.URLError):
+                pass
+            assert time.monotonic() < deadline, f"ComfyUI did not start in {START_TIMEOUT_S} s\n{server.log_tail()}"
+            time.sleep(1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+# ---- the tests ---------------------------------------------------------------------------------------
+def test_nodes_registered(comfy: Comfy) -> None:
+    _, info = http_json(comfy.url + "/object_info")
+    assert set(NODE_IDS) <= set(info), f"SODEC nodes missing\n{comfy.log_tail()}"
+    assert info["SODECDecode"]["output"] == ["IMAGE", "MASK"]
+    assert info["SODECEncode"]["output"] == ["SODEC_BITSTREAM", "FLOAT"]
+    assert info["SODECSave"]["output_node"] is True
+    log = comfy.log.read_text(errors="replace")
+    expected = "V3 node API" if comfy.api == "v3" else "V1 node API"
+    assert f"SODEC nodes: {expected}" in log
+    assert "IMPORT FAILED" not in "\n".join(line for line in log.splitlines() if "sodec" in line.lower())
+
+
+def test_example_workflow(comfy: Comfy) -> None:
+    from PIL import Image
+
+    import sodec_plugin
+    from sodec_plugin.hub import bundled_models
+
+    image_name, size = comfy.image
+    wf = json.loads(WORKFLOW.read_text())
+    ids = {n["class_type"]: k for k, n in wf.items()}
+    wf[ids["LoadImage"]]["inputs"]["image"] = image_name
+    wf[ids["SODECModelLoader"]]["inputs"]["model_name"] = comfy.model_name
+    outputs = comfy.run(wf)
+
+    saved = outputs[ids["SODECSave"]]
+    assert len(saved["sdc"]) == 1
+    sdc = comfy.file(saved["sdc"][0])
+    head = sodec_plugin.read_header(sdc.read_bytes())
+    assert (head["width"], head["height"]) == size
+    assert saved["sdc"][0]["bytes"] == sdc.stat().st_size > 0
+    assert saved["sdc"][0]["bpp"] == pytest.approx(head["bits_per_pixel"], abs=1e-5)
+    assert "bpp" in saved["text"][0]
+    assert all(comfy.file(p).is_file() for p in saved["images"])  # the preview
+
+    decoded = comfy.file(outputs[ids["SaveImage"]]["images"][0])
+    with Image.open(decoded) as im:
+        assert im.size == size
+    assert outputs[ids["SODECModelLoader"]]["text"][0]
+    assert outputs[ids["SODECEncode"]]["text"][0].startswith(f"item 0: {size[0]}x{size[1]}")
+
+    # the saved file read back from the input folder decodes to the same pixels
+    shutil.copy(sdc, comfy.base / "input" / "sodec_e2e.sdc")
+    decode = dict(wf[ids["SODECDecode"]], inputs={**wf[ids["SODECDecode"]]["inputs"], "bitstream": ["10", 0]})
+    again = comfy.run({
+        "10": {"class_type": "SODECLoad", "inputs": {"sdc_file": "sodec_e2e.sdc"}},
+        ids["SODECModelLoader"]: wf[ids["SODECModelLoader"]],
+        "11": decode,
+        "12": {"class_type": "SaveImage", "inputs": {"images": ["11", 0], "filename_prefix": "sodec/e2e_loaded"}},
+    })
+    assert again["10"]["text"][0].startswith("sodec_e2e.sdc: ")
+    with Image.open(decoded) as a, Image.open(comfy.file(again["12"]["images"][0])) as b:
+        assert a.tobytes() == b.tobytes()
+
+    # ComfyUI's Load Image lists .sdc files, and opens them through pillow_codec when the file's model is one
+    # Pillow finds by itself (a bundled one)
+    _, info = http_json(comfy.url + "/object_info/LoadImage")
+    assert "sodec_e2e.sdc" in info["LoadImage"]["input"]["required"]["image"][0]
+    if comfy.model_name == "default" or comfy.model_name in bundled_models():
+        via_pillow = comfy.run({
+            "20": {"class_type": "LoadImage", "inputs": {"image": "sodec_e2e.sdc"}},
+            "21": {"class_type": "SaveImage", "inputs": {"images": ["20", 0], "filename_prefix": "sodec/e2e_pil"}},
+        })
+        with Image.open(comfy.file(via_pillow["21"]["images"][0])) as im:
+            assert im.size == size

@@ -1,0 +1,322 @@
+"""Evaluation package: metrics, Pillow baselines and rate matching, Bjontegaard math, and the end-to-end report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sodec_plugin.eval import (
+    CODECS,
+    bd_psnr,
+    bd_rate,
+    codec_unavailable,
+    encode_decode,
+    evaluate,
+    format_markdown,
+    match_rate,
+    ms_ssim,
+    ms_ssim_db,
+    perceptual_metrics,
+    perceptual_status,
+    psnr,
+)
+from sodec_plugin.eval.report import BD_FIELDS, ROW_FIELDS, SUMMARY_FIELDS
+
+KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+
+
+def kodak_crop(index: int = 1, box: tuple[int, int, int, int] = (0, 0, 192, 128)) -> Image.Image:
+    path = KODAK / f"kodim{index:02d}.png"
+    if not path.exists():
+        pytest.skip(f"Kodak test images not found at {KODAK} (expected shared/data/kodak beside the repo)")
+    with Image.open(path) as im:
+        return im.convert("RGB").crop(box)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """MS-SSIM runs through torch; one thread is faster for these small crops and fair to a busy machine."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _noisy(a: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(a.astype(np.float64) + rng.normal(0, sigma, a.shape), 0, 255).round().astype(np.uint8)
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+
+
+def test_psnr_known_values():
+    a = np.zeros((8, 8, 3), np.uint8)
+    assert psnr(a, a) == math.inf
+    # every sample off by 1 -> MSE 1 -> 20*log10(255)
+    assert psnr(a, a + 1) == pytest.approx(20 * math.log10(255), abs=1e-9)
+    # half the samples off by 2 -> MSE 2
+    b = a.copy()
+    b[:4] = 2
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / 2), abs=1e-9)
+    with pytest.raises(ValueError):
+        psnr(a, np.zeros((8, 9, 3), np.uint8))
+
+
+def test_ms_ssim_identical_degraded_and_too_small():
+    a = np.asarray(kodak_crop(1, (0, 0, 192, 176)))
+    assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    light, heavy = ms_ssim(a, _noisy(a, 4)), ms_ssim(a, _noisy(a, 25))
+    assert 0.0 < heavy < light < 1.0
+    small = a[:128, :128]
+    assert math.isnan(ms_ssim(small, small))  # under 161 px: nan, not an assertion error
+
+
+def test_ms_ssim_db():
+    assert ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert ms_ssim_db(0.9) == pytest.approx(10.0)
+    assert ms_ssim_db(1.0) == math.inf
+    assert math.isnan(ms_ssim_db(math.nan))
+
+
+def test_perceptual_metrics_never_download_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    status = perceptual_status()
+    assert len(status) == 2
+    assert status[0].startswith("LPIPS: not available (") and "alexnet-owt-7be5be79.pth" in status[0]
+    assert status[1].startswith("DISTS: not available (") and "vgg16-397923af.pth" in status[1]
+    assert perceptual_metrics() == {}
+    assert not (tmp_path / "empty-torch-home").exists()  # nothing was fetched into it
+
+
+def test_lpips_uses_local_alexnet_weights(tmp_path, monkeypatch):
+    pytest.importorskip("lpips")
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from sodec_plugin.eval import metrics
+
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.manual_seed(0)
+    feats = {k: v for k, v in torchvision.models.alexnet(weights=None).state_dict().items() if k.startswith("features")}
+    torch.save(feats, ckpt / metrics.ALEXNET_FILE)  # only the backbone part is read
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    metrics._build_lpips.cache_clear()
+    try:
+        assert perceptual_status()[0] == "LPIPS: available (alex)"
+        fn = perceptual_metrics()["lpips"]
+        model = metrics._build_lpips("cpu")
+        assert torch.equal(model.net.slice1._modules["0"].weight, feats["features.0.weight"])
+        a = np.asarray(kodak_crop(1, (0, 0, 64, 64)))
+        assert fn(a, a) == pytest.approx(0.0, abs=1e-6)
+        assert fn(a, _noisy(a, 30)) > 0.0
+    finally:
+        metrics._build_lpips.cache_clear()
+
+
+# ---- baselines ----------------------------------------------------------------------------------------------------
+
+
+def _require(codec: str) -> None:
+    reason = codec_unavailable(codec)
+    if reason:
+        pytest.skip(f"{codec} unavailable here: {reason}")
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+def test_baseline_round_trip(codec):
+    _require(codec)
+    im = kodak_crop()
+    spec = CODECS[codec]
+    lo_q, hi_q = spec.q_min + 0.2 * (spec.q_max - spec.q_min), spec.q_min + 0.8 * (spec.q_max - spec.q_min)
+    n_lo, dec_lo, enc_s, dec_s = encode_decode(codec, im, lo_q)
+    n_hi, dec_hi, _, _ = encode_decode(codec, im, hi_q)
+    ref = np.asarray(im)
+    assert dec_lo.dtype == np.uint8 and dec_lo.shape == ref.shape == (128, 192, 3)
+    assert 0 < n_lo < n_hi < ref.nbytes  # lossy, and more quality costs more bytes
+    assert 20.0 < psnr(ref, dec_lo) < psnr(ref, dec_hi) < 60.0
+    assert enc_s >= 0.0 and dec_s >= 0.0
+
+
+def test_unknown_codec_is_reported():
+    assert "unknown codec" in codec_unavailable("nope")
+    with pytest.raises(RuntimeError):
+        encode_decode("nope", kodak_crop(), 50)
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+def test_match_rate_lands_near_target(codec):
+    _require(codec)
+    im = kodak_crop()
+    m = match_rate(codec, im, 1.0)
+    assert m.bpp == pytest.approx(1.0, rel=0.05)
+    assert m.target_bpp == 1.0 and m.tries >= 1
+    # the reported size is the real file size of that quality
+    n, dec, _, _ = encode_decode(codec, im, m.quality)
+    assert n == m.nbytes and m.bpp == pytest.approx(8 * n / (192 * 128))
+    assert np.array_equal(dec, m.decoded)
+    # an unreachable target clamps to (about) the lowest quality instead of failing
+    low = match_rate(codec, im, 1e-4)
+    spec = CODECS[codec]
+    assert low.quality <= spec.q_min + 0.05 * (spec.q_max - spec.q_min)
+    assert low.bpp < m.bpp
+
+
+def test_match_rate_cache_reuses_encodes():
+    _require("webp")
+    im = kodak_crop()
+    cache: dict = {}
+    first = match_rate("webp", im, 0.8, cache=cache)
+    again = match_rate("webp", im, 0.8, cache=cache)
+    assert first.tries > 0 and again.tries == 0 and again.quality == first.quality
+
+
+# ---- Bjontegaard ----------------------------------------------------------------------------------------------------
+
+
+RATES = [0.25, 0.5, 1.0, 2.0]
+PSNRS = [28.0, 31.0, 34.5, 38.0]
+
+
+def test_bd_rate_constant_ratio():
+    double = [2 * r for r in RATES]
+    assert bd_rate(RATES, PSNRS, double, PSNRS) == pytest.approx(-50.0, abs=1e-9)
+    assert bd_rate(double, PSNRS, RATES, PSNRS) == pytest.approx(100.0, abs=1e-9)
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bd_rate_integrates_over_shared_range_only():
+    # log10 R_A = D/10 on [30, 40]; B = A + 0.01*(D - 30) on a wider [25, 45]. PCHIP is exact on linear data, so the
+    # mean log gap over the shared [30, 40] is -0.05 and BD-rate = 10**-0.05 - 1.
+    d_a = np.linspace(30, 40, 5)
+    d_b = np.linspace(25, 45, 9)
+    r_a = 10 ** (d_a / 10)
+    r_b = 10 ** (d_b / 10 + 0.01 * (d_b - 30))
+    expected = (10**-0.05 - 1) * 100
+    assert bd_rate(r_a, d_a, r_b, d_b) == pytest.approx(expected, abs=1e-9)
+    # order and duplicated points do not matter
+    perm = [3, 0, 4, 1, 2, 2]
+    assert bd_rate(r_a[perm], d_a[perm], r_b, d_b) == pytest.approx(expected, abs=1e-9)
+
+
+def test_bd_psnr_and_degenerate_cases():
+    better = [p + 1.0 for p in PSNRS]
+    assert bd_psnr(RATES, better, RATES, PSNRS) == pytest.approx(1.0, abs=1e-9)
+    assert bd_psnr(RATES, PSNRS, RATES, better) == pytest.approx(-1.0, abs=1e-9)
+    # equal rates, +1 dB: A reaches each quality with fewer bits
+    assert bd_rate(RATES, better, RATES, PSNRS) < 0
+    # disjoint quality ranges, too few points, non-finite points dropped
+    assert math.isnan(bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS]))
+    assert math.isnan(bd_rate([1.0], [30.0], RATES, PSNRS))
+    assert bd_rate([*RATES, 3.0], [*PSNRS, math.inf], RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+
+
+# ---- end to end ------------------------------------------------------------------------------------------------------
+
+
+def _jpeg_codec(image: Image.Image, quality: float) -> tuple[bytes, Image.Image, float, float]:
+    """Stand-in for the SODEC engine: the jpeg baseline's own settings, so its BD-rate against jpeg must be ~0."""
+    buf = io.BytesIO()
+    t0 = time.perf_counter()
+    image.save(buf, format="JPEG", **CODECS["jpeg"].kwargs(quality))
+    t1 = time.perf_counter()
+    data = buf.getvalue()
+    dec = Image.open(io.BytesIO(data))
+    dec.load()
+    return data, dec.convert("RGB"), t1 - t0, time.perf_counter() - t1
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        r = csv.DictReader(f)
+        return list(r.fieldnames or []), list(r)
+
+
+def test_evaluate_end_to_end(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    kodak_crop(1, (0, 0, 192, 176)).save(folder / "b.png")
+    kodak_crop(2, (100, 100, 292, 276)).save(folder / "a.png")
+    (folder / "notes.txt").write_text("not an image")
+    # the slower avif/jxl encoders are covered by the per-codec tests above; these three keep this test quick
+    baselines = [b for b in ("jpeg", "webp", "jpeg2000") if codec_unavailable(b) is None]
+    assert "jpeg" in baselines
+    qualities = [25, 50, 85]
+    out = tmp_path / "out"
+
+    result = evaluate(folder, _jpeg_codec, qualities, baselines=(*baselines, "nope"), out_dir=out, progress=False,
+                      codec_name="fakejpeg")
+
+    assert result["images"] == ["a.png", "b.png"]
+    assert result["baselines"] == baselines and "nope" in result["skipped"]
+    n_codecs = 1 + len(baselines)
+    extra = result["perceptual_metrics"]
+
+    cols, rows = _read_csv(out / "per_image.csv")
+    assert cols == ROW_FIELDS + extra
+    assert len(rows) == 2 * len(qualities) * n_codecs
+    for r in rows:
+        assert float(r["bpp"]) > 0 and float(r["bytes"]) > 0
+        assert 20.0 < float(r["psnr"]) < 60.0
+        assert 0.5 < float(r["ms_ssim"]) <= 1.0  # crops are >= 161 px so MS-SSIM is defined
+        if r["codec"] != "fakejpeg":
+            assert r["point"] in {str(float(q)) for q in qualities}
+    own = [r for r in rows if r["codec"] == "fakejpeg"]
+    assert sorted({float(r["quality"]) for r in own}) == qualities
+
+    cols, summary = _read_csv(out / "summary.csv")
+    assert cols == SUMMARY_FIELDS + extra
+    assert len(summary) == len(qualities) * n_codecs
+    mine = [s for s in summary if s["codec"] == "fakejpeg"]
+    assert [float(s["point"]) for s in mine] == [float(q) for q in qualities]
+    assert float(mine[0]["bpp"]) < float(mine[1]["bpp"]) < float(mine[2]["bpp"])
+    assert float(mine[0]["psnr"]) < float(mine[2]["psnr"])
+    assert all(s["images"] == "2" for s in summary)
+
+    cols, bd = _read_csv(out / "bdrate.csv")
+    assert cols == BD_FIELDS
+    assert len(bd) == 2 * len(baselines)
+    assert {(b["baseline"], b["metric"]) for b in bd} == {(x, m) for x in baselines for m in ("psnr", "ms_ssim_db")}
+    same = {b["metric"]: float(b["bd_rate_pct"]) for b in bd if b["baseline"] == "jpeg"}
+    # rate matching finds the very same JPEG encodes, so the fake codec equals the jpeg baseline
+    assert abs(same["psnr"]) < 1.0 and abs(same["ms_ssim_db"]) < 1.0
+    assert result["bdrate"][0]["bd_rate_pct"] == pytest.approx(float(bd[0]["bd_rate_pct"]))
+
+    md = (out / "summary.md").read_text()
+    assert md == format_markdown(result)
+    assert "| codec | point |" in md and "BD-rate" in md and "fakejpeg" in md
+    for line in perceptual_status():
+        assert line in md
+
+    png = out / "rd.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as im:
+        im.verify()
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width > 600 and im.height > 300
+    assert set(result["files"]) >= {"per_image", "summary", "bdrate", "markdown", "plot"}
+
+
+def test_evaluate_without_out_dir_writes_nothing(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    kodak_crop(3, (0, 0, 96, 64)).save(folder / "x.png")
+    result = evaluate(folder, _jpeg_codec, [40, 80], baselines=("jpeg",), progress=False)
+    assert result["files"] == {} and sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+    assert len(result["rows"]) == 4 and math.isnan(result["rows"][0]["ms_ssim"])  # 64 px: MS-SSIM undefined
+    bd = {b["metric"]: b["bd_rate_pct"] for b in result["bdrate"]}
+    assert abs(bd["psnr"]) < 1.0 and math.isnan(bd["ms_ssim_db"])
+    with pytest.raises(FileNotFoundError):
+        evaluate(tmp_path / "missing", _jpeg_codec, [50], progress=False)

@@ -7,6 +7,7 @@ never resized, and cropped back after decoding. Large images decode in overlappi
 from __future__ import annotations
 
 import io
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ class ModelMismatchError(ValueError):
 def quality_to_position(quality: int | float, max_position: int) -> int:
     """quality 1..100 maps linearly onto the model's rate points (1 = lowest rate point,
     100 = highest); between points the gains are interpolated in 1/rate_substeps steps."""
-    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 1 <= quality <= 100:
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be a number from 1 to 100, got {quality!r}")
     return int(round((float(quality) - 1.0) / 99.0 * max_position))
 
@@ -177,7 +178,6 @@ def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any
 
 def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropy-decode the streams to (y_hat, z_hat) on the CPU; every size is checked first."""
-    import torch
 
     comp = m.compression
     pm = comp.pad_multiple()

@@ -104,7 +104,8 @@ def _decompress(args: argparse.Namespace) -> int:
         im = decompress(src.read_bytes(), model=args.model, device=args.device, mode=args.mode,
                         guidance=args.guidance, tile=args.tile)
         params = {k: im.info[k] for k in ("icc_profile", "exif") if k in im.info}
-        write_atomic(dst, lambda tmp: im.save(tmp, format=_pil_format(suffix), **params), args.force)
+        fmt = _pil_format(dst.suffix.lower() or suffix)
+        write_atomic(dst, lambda tmp: im.save(tmp, format=fmt, **params), args.force)
 
     return _batch(args, {".sdc"}, suffix, work)
 

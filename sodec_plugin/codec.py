@@ -152,7 +152,8 @@ def check_pixels(width: int, height: int) -> None:
     pixels = width * height
     if pixels > 2 * limit:
         raise Image.DecompressionBombError(
-            f"Image size ({pixels} pixels) exceeds limit of {2 * limit} pixels, could be decompression bomb DOS attack.")
+            f"Image size ({pixels} pixels) exceeds limit of {2 * limit} pixels, "
+            "could be decompression bomb DOS attack.")
     if pixels > limit:
         import warnings
 

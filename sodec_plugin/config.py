@@ -122,7 +122,8 @@ class SODECConfig:
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
-            raise ValueError(f"config format_version {version} is newer than this sodec_plugin reads ({FORMAT_VERSION})")
+            raise ValueError(f"config format_version {version} is newer than this sodec_plugin reads "
+                             f"({FORMAT_VERSION})")
         d.pop("weights_sha256", None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -191,4 +192,5 @@ def resolve_config(name_or_path: str | Path) -> SODECConfig:
         return SODECConfig.load(p)[0]
     if p.is_file():
         return SODECConfig.from_dict(json.loads(p.read_text()))
-    raise ValueError(f"no config named {name_or_path!r}: built-in ones are {sorted(builtin)}, or give a config.json path")
+    raise ValueError(f"no config named {name_or_path!r}: built-in ones are {sorted(builtin)}, "
+                     "or give a config.json path")

@@ -102,7 +102,8 @@ def write_model_card(folder: str | Path, model: Any, training: dict[str, Any]) -
     """README.md with the Hub's YAML header, what the model is, and how it was trained."""
     cfg = model.cfg
     base = (f"- Base diffusion model: `{cfg.diffusion.base_model}` (revision {cfg.diffusion.base_revision or 'main'})"
-            f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion else "- Decoder: fidelity decoder only (no diffusion path)")
+            f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion
+            else "- Decoder: fidelity decoder only (no diffusion path)")
     text = f"""---
 library_name: sodec
 tags: [image-compression, sodec, learned-codec]

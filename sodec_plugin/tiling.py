@@ -54,7 +54,8 @@ def tiled_apply(fn: Callable[[list[torch.Tensor]], torch.Tensor], inputs: list[t
         for left in xs:
             tw = min(tile, w - left)
             part = fn([t[..., top:top + th, left:left + tw] for t in inputs]).float().cpu()
-            wy = _ramp(th * scale, overlap * scale if top > 0 else 0, overlap * scale if top + th < h else 0, part.device)
+            wy = _ramp(th * scale, overlap * scale if top > 0 else 0, overlap * scale if top + th < h else 0,
+                       part.device)
             wx = _ramp(tw * scale, overlap * scale if left > 0 else 0, overlap * scale if left + tw < w else 0,
                        part.device)
             weight = wy[:, None] * wx[None, :]

@@ -44,7 +44,7 @@ def test_save_pretrained_round_trip(tiny_fidelity, tmp_path):
     m = SODECModel.from_folder(tiny_fidelity)
     again = SODECModel.from_folder(m.save_pretrained(tmp_path / "again"))
     assert again.digest == m.digest  # deterministic bytes: same identity
-    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values()):
+    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 

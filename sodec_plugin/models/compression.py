@@ -121,8 +121,10 @@ class CompressionModule(nn.Module):
             z_offsets.append(-int(lo[c]))
         z_tab = CodingTable.from_pmfs(z_pmfs, z_offsets)
         self.scale_table = st
-        self.y_cdf, self.y_cdf_length, self.y_offset = (torch.from_numpy(a) for a in (y_tab.cdf, y_tab.length, y_tab.offset))
-        self.z_cdf, self.z_cdf_length, self.z_offset = (torch.from_numpy(a) for a in (z_tab.cdf, z_tab.length, z_tab.offset))
+        self.y_cdf, self.y_cdf_length, self.y_offset = (torch.from_numpy(a) for a in
+                                                        (y_tab.cdf, y_tab.length, y_tab.offset))
+        self.z_cdf, self.z_cdf_length, self.z_offset = (torch.from_numpy(a) for a in
+                                                        (z_tab.cdf, z_tab.length, z_tab.offset))
         self.z_median = med.int()
 
     def tables(self) -> tuple[CodingTable, CodingTable]:
@@ -137,7 +139,7 @@ class CompressionModule(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # Table buffers are resized to what the checkpoint holds, and cached tables dropped.
-        for name, buf in self.named_buffers(recurse=False):
+        for name, _ in self.named_buffers(recurse=False):
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[key]))

@@ -58,7 +58,8 @@ class DiffusionDecoder(nn.Module):
         if hidden is not None and hidden != d.vit_hidden_size:
             raise ValueError(f"ViT {d.vit_model} has hidden size {hidden}, config says {d.vit_hidden_size}")
         if unet.config.cross_attention_dim != d.guidance_dim:
-            raise ValueError(f"UNet cross-attention width {unet.config.cross_attention_dim} != guidance_dim {d.guidance_dim}")
+            raise ValueError(f"UNet cross-attention width {unet.config.cross_attention_dim} "
+                             f"!= guidance_dim {d.guidance_dim}")
         self.attach_base(unet.eval().requires_grad_(False), vae.eval().requires_grad_(False), vit)
 
     def attach_base(self, unet: nn.Module, vae: nn.Module, vit: nn.Module) -> None:

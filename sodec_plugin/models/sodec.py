@@ -103,7 +103,8 @@ class SODECModel(nn.Module):
         missing, unexpected = model.load_state_dict(own, strict=False)
         missing = [k for k in missing if not k.startswith("diffusion.")]
         if missing or unexpected:
-            raise WeightsError(f"weights do not match config {cfg.name!r}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise WeightsError(f"weights do not match config {cfg.name!r}: missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}")
         if model.diffusion is not None:
             lora = {k[len("diffusion."):]: v for k, v in state.items() if k.startswith("diffusion.")}
             model.diffusion.load_pretrained(lora, fuse=fuse_lora, **(base_kwargs or {}))
@@ -123,8 +124,8 @@ class SODECModel(nn.Module):
                 mod.to(dtype=dtype)
             if self.diffusion is not None:
                 self.diffusion.to(dtype=dtype)
-        for name in ("scale_table", "y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median"):
-            setattr(comp, name, getattr(comp, name).cpu())
+        for name, buf in list(comp.named_buffers(recurse=False)):
+            setattr(comp, name, buf.cpu())
         comp.scale_table = keep["scale_table"].cpu()
         return self
 

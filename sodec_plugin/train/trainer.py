@@ -99,7 +99,7 @@ class Trainer:
             self.model.diffusion.load_trainable(
                 {k[len("diffusion."):]: v for k, v in state["model"].items() if k.startswith("diffusion.")})
         self.model.to(self.device)
-        for o, s in zip(self.stages.optimizers, state["optimizers"]):
+        for o, s in zip(self.stages.optimizers, state["optimizers"], strict=True):
             o.load_state_dict(s)
         for k, m in getattr(self.stages, "extra_modules", {}).items():
             m.load_state_dict(state["extra"][k])

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sodec_plugin.rates import DEFAULT_QUALITY  # pure Python, like the rest of this module's imports
+
 log = logging.getLogger("sodec.comfyui")
 
 CATEGORY = "SODEC"
@@ -32,7 +34,6 @@ DEFAULT_CHOICE = "default"  # the bundled default model, whatever its release na
 DECODE_PATHS = ("diffusion", "fidelity")
 DEVICES = ("auto", "cpu")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
-DEFAULT_QUALITY = 75
 DEFAULT_TILE_PX = 768
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192

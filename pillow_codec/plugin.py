@@ -37,6 +37,7 @@ from PIL import Image, ImageFile
 
 from sodec_plugin import container
 from sodec_plugin.container import Chunk, FormatError, SDCFile
+from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY, check_quality, position_to_quality
 
 FORMAT = "SODEC"
 EXTENSION = ".sdc"
@@ -44,10 +45,6 @@ MIME = "image/x-sodec"
 # Bytes read by Image.open; the header and its metadata chunks are usually far smaller. A file
 # whose chunks (e.g. a large alpha plane) do not fit is read whole, still without decoding.
 HEADER_PROBE = 16384
-# Engine defaults, repeated here so that opening and registering never import the engine
-# (sodec_plugin.codec imports numpy); tests check them against sodec_plugin.codec.
-DEFAULT_QUALITY = 75
-DECODE_MODES = ("auto", "diffusion", "fidelity")
 DRAFT_SCALES = (8, 4, 2)
 TRUNCATED_FILL = 128
 
@@ -64,17 +61,6 @@ OPTIONS = {
 _defaults: dict[str, Any] = {}
 _defaults_lock = threading.Lock()
 _config_cache: dict[tuple[str, int, int], tuple[str, int, str] | None] = {}
-
-
-def check_quality(quality: Any) -> None:
-    """The engine's rule (codec.quality_to_position), checked before any model is loaded."""
-    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be a number from 1 to 100, got {quality!r}")
-
-
-def position_to_quality(position: int, max_position: int) -> int:
-    """codec.position_to_quality without importing numpy: the quality whose rate point this is."""
-    return int(round(1 + 99.0 * position / max_position)) if max_position else 100
 
 
 def options() -> dict[str, Any]:

@@ -7,7 +7,6 @@ never resized, and cropped back after decoding. Large images decode in overlappi
 from __future__ import annotations
 
 import io
-import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +15,13 @@ from PIL import Image
 
 from . import container, entropy
 from .container import Chunk, FormatError, SDCFile
+from .rates import DECODE_MODES, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
 
     from .models.sodec import SODECModel
 
-DEFAULT_QUALITY = 75
-DECODE_MODES = ("auto", "diffusion", "fidelity")
 # Decoder tiles, in latent cells (16 px): 48 cells = 768 px, overlap 8 cells = 128 px.
 DEFAULT_TILE = 48
 TILE_OVERLAP = 8
@@ -31,18 +29,6 @@ TILE_OVERLAP = 8
 
 class ModelMismatchError(ValueError):
     """The file was written with other weights than the model offered to decode it."""
-
-
-def quality_to_position(quality: int | float, max_position: int) -> int:
-    """quality 1..100 maps linearly onto the model's rate points (1 = lowest rate point,
-    100 = highest); between points the gains are interpolated in 1/rate_substeps steps."""
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be a number from 1 to 100, got {quality!r}")
-    return int(round((float(quality) - 1.0) / 99.0 * max_position))
-
-
-def position_to_quality(position: int, max_position: int) -> int:
-    return int(round(1 + 99.0 * position / max_position)) if max_position else 100
 
 
 # ---- images in --------------------------------------------------------------------------------

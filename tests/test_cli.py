@@ -1,0 +1,61 @@
+"""The `sodec` command: files and folders, atomic writes, --force, batches that go on past bad files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from sodec_plugin.cli import main
+from tests.conftest import kodak_crop
+
+
+def test_compress_decompress_info_round_trip(tiny_fidelity, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    kodak_crop(2, (0, 0, 96, 64)).save(src)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.sdc"), "--model", str(tiny_fidelity),
+                 "--quality", "40"]) == 0
+    assert main(["info", str(tmp_path / "a.sdc"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (info["width"], info["height"], info["mode"]) == (96, 64, "RGB")
+    assert main(["decompress", str(tmp_path / "a.sdc"), "-o", str(tmp_path / "a.webp"),
+                 "--model", str(tiny_fidelity), "--mode", "fidelity"]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.webp") as im:
+        assert im.format == "WEBP" and im.size == (96, 64)
+
+
+def test_never_overwrites_without_force(tiny_fidelity, tmp_path):
+    src = tmp_path / "in.png"
+    kodak_crop(2, (0, 0, 32, 32)).save(src)
+    out = tmp_path / "in.sdc"
+    out.write_bytes(b"keep me")
+    assert main(["compress", str(src), "--model", str(tiny_fidelity)]) == 1
+    assert out.read_bytes() == b"keep me"
+    assert main(["compress", str(src), "--model", str(tiny_fidelity), "--force"]) == 0
+    assert out.read_bytes()[:3] == b"SDC"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_folder_batch_goes_on_past_bad_files(tiny_fidelity, tmp_path, capsys):
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    kodak_crop(4, (0, 0, 40, 40)).save(src / "a.png")
+    kodak_crop(5, (0, 0, 40, 40)).save(src / "sub" / "b.png")
+    (src / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["compress", str(src), "-o", str(out), "--model", str(tiny_fidelity), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "1 of 3 files failed" in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.sdc")) == ["a.sdc", "sub/b.sdc"]
+    (out / "bad.sdc").write_bytes(b"SDC\x01garbage")
+    dec = tmp_path / "dec"
+    assert main(["decompress", str(out), "-o", str(dec), "--model", str(tiny_fidelity), "-q"]) == 1
+    assert sorted(p.relative_to(dec).as_posix() for p in dec.rglob("*.png")) == ["a.png", "sub/b.png"]
+    assert not dec.joinpath("bad.png").exists()
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "sodec_plugin.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "compress" in out.stdout and "train" in out.stdout

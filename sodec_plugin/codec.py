@@ -153,8 +153,10 @@ def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any
     from .hub import known_model_ids
 
     need = known_model_ids().get(f.model_hex) or f.model_name or f"a model whose weights digest starts {f.model_hex}"
-    if model is None and f.model_hex in known_model_ids():
-        model = known_model_ids()[f.model_hex]
+    if model is None:
+        from .engine import loaded_model_for
+
+        model = known_model_ids().get(f.model_hex) or loaded_model_for(f.model_hex)
     m = get_model(model, device=device, dtype=dtype)
     if m.digest[:8] != f.model_hex:
         raise ModelMismatchError(f"this file was written with {need}; the model given is {m.identity}")

@@ -78,6 +78,13 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
         return model
 
 
+def loaded_model_for(digest_prefix: str) -> SODECModel | None:
+    """A model already loaded in this process whose weights digest starts with the prefix, so
+    files of a non-bundled model open anywhere once any door (ComfyUI, CLI) has loaded it."""
+    with _lock:
+        return next((m for m in _by_key.values() if m.digest.startswith(digest_prefix)), None)
+
+
 def load_count() -> int:
     """How many models this process has loaded (tests check that sharing works)."""
     return _load_count

@@ -245,6 +245,6 @@ def graph_diffusion(d: Any) -> dict[str, GraphedCallable]:
         if mod is None:
             continue
         g = GraphedCallable(getattr(mod, attr))
-        setattr(mod, attr, g) if attr != "forward" else mod.__dict__.__setitem__("forward", g)
+        setattr(mod, attr, g)  # an instance attribute: nn.Module.__call__ uses self.forward
         graphed[name] = g
     return graphed

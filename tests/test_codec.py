@@ -126,3 +126,9 @@ def test_fidelity_only_model_says_it_has_no_diffusion(tiny_fidelity):
     data = sp.compress(kodak_crop(), model=str(tiny_fidelity))
     with pytest.raises(ValueError, match="no diffusion path"):
         sp.decompress(data, model=str(tiny_fidelity), mode="diffusion")
+
+
+def test_file_of_a_loaded_model_decodes_without_naming_it(tiny_fidelity):
+    m = sp.load_model(str(tiny_fidelity))
+    data = sp.compress(kodak_crop(), model=m)
+    assert sp.decompress(data).size == (192, 128)

@@ -82,3 +82,28 @@ def test_no_bundled_model_or_bundled_default_loads():
         assert "save_tiny_model" in str(e)
     else:
         assert sp.load_model().cfg.name.startswith(name.split("-v")[0])
+
+
+def test_push_to_hub_uploads_what_load_model_reads(tiny_fidelity, monkeypatch):
+    """The Hub's servers cannot be reached here: HfApi's two network calls are the only stand-ins."""
+    import huggingface_hub
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kw):
+        calls["create"] = (repo_id, kw)
+
+    def upload_folder(self, *, folder_path, repo_id, allow_patterns, **kw):
+        from pathlib import Path
+
+        calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        calls["loaded"] = SODECModel.from_folder(folder_path).digest
+        return "https://huggingface.co/org/x/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    m = SODECModel.from_folder(tiny_fidelity)
+    assert m.push_to_hub("org/x").endswith("abc")
+    assert calls["create"][0] == "org/x"
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert calls["loaded"] == m.digest

@@ -78,6 +78,18 @@ class SODECModel(nn.Module):
         self.cfg.save(folder, weights_sha256=self.digest)
         return folder
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    metadata: dict[str, Any] | None = None) -> str:
+        """save_pretrained() to a temporary folder and publish it (config, weights, model card)."""
+        import tempfile
+
+        from ..hub import push_to_hub, write_model_card
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, metadata=metadata)
+            write_model_card(tmp, self, dict(metadata or {}))
+            return push_to_hub(tmp, repo_id, private=private, token=token)
+
     @classmethod
     def from_folder(cls, folder: str | Path, *, device: str | torch.device | None = None,
                     dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None,

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import struct
 import sys
 import tempfile
 import uuid
@@ -143,17 +142,14 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def safetensors_metadata(path: Path) -> dict[str, str]:
-    """The text metadata of a .safetensors file, read from its JSON header (no tensors, no torch)."""
+    """The text metadata of a .safetensors file (header only: no tensors are read, no torch)."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100 << 20:
-                return {}
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
+        with safe_open(str(path), framework="np") as f:
+            return dict(f.metadata() or {})
+    except (OSError, ValueError, SafetensorError):
         return {}
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def scan_model_dir(root: Path) -> list[str]:

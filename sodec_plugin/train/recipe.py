@@ -34,7 +34,7 @@ class TrainRecipe:
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU)
     gradient_checkpointing: bool = True
     # Stage 1: compression module + fidelity decoder, all rate points of the config at once.
-    stage1: StageRecipe = field(default_factory=lambda: StageRecipe(steps=15000, lr=5e-4))
+    stage1: StageRecipe = field(default_factory=lambda: StageRecipe(steps=13000, lr=5e-4))
     # Stage 2: diffusion path with distortion only: d = k_M * MSE + k_P * LPIPS (HiFiC weights).
     stage2: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-5, crop=512, batch_size=4))
     k_mse: float = 0.075 * 2**-5 * 255**2

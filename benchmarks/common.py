@@ -35,9 +35,10 @@ def load_average() -> str:
         return "n/a"
 
 
-def device_line(device: str) -> str:
+def device_line(device: str, threads: str | None = None) -> str:
     """One line naming the machine the numbers come from."""
-    parts = [f"CPU: {cpu_name()} ({cpu_count()} cores available, torch threads {torch.get_num_threads()}, "
+    threads = threads or str(torch.get_num_threads())
+    parts = [f"CPU: {cpu_name()} ({cpu_count()} cores available, torch threads {threads}, "
              f"capability {torch.backends.cpu.get_cpu_capability()})"]
     if device.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0
@@ -127,6 +128,7 @@ class PeakMemory:
 
 # ---- output -----------------------------------------------------------------------------------
 def fmt(v: Any, digits: int = 1) -> str:
+    """Numbers for a table: floats with `digits` decimals, nan as n/a."""
     if isinstance(v, float):
         if v != v:  # nan
             return "n/a"
@@ -134,8 +136,10 @@ def fmt(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
-def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[fmt(c) if not isinstance(c, str) else c for c in row] for row in rows]
+def markdown_table(headers: list[str], rows: list[list[Any]], digits: dict[int, int] | None = None) -> str:
+    """A markdown table; digits maps a column index to its decimals (default 1)."""
+    digits = digits or {}
+    cells = [[c if isinstance(c, str) else fmt(c, digits.get(i, 1)) for i, c in enumerate(row)] for row in rows]
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(out)

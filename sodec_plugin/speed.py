@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tiling import balanced_tile, tiled_apply  # noqa: F401 - re-exported for the benchmarks
+
 __all__ = [
     "GraphedCallable", "attention_processors", "balanced_tile", "channels_last", "fast_gdn", "graph_diffusion",
     "optimize_codec", "optimize_diffusion", "set_threads", "tiled_apply", "unpatch",
@@ -43,70 +45,6 @@ def set_threads(n: int | None = None) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(int(n))
     return torch.get_num_threads()
-
-
-# ---- tiles -----------------------------------------------------------------------------------
-def balanced_tile(size: int, tile: int, overlap: int) -> int:
-    """The smallest tile that covers `size` with as many tiles as `tile` needs: sodec_plugin.tiling
-    places the last tile flush with the edge, so a 128-cell side in 48-cell tiles (overlap 8) is
-    4 x 48 = 192 cells of work; balanced, 4 x 44 = 176. The overlap between neighbours is kept."""
-    if size <= tile:
-        return size
-    step = tile - 2 * overlap
-    if step <= 0:
-        raise ValueError("tile must be larger than twice the overlap")
-    n = -(-(size - 2 * overlap) // step)
-    return -(-(size + (n - 1) * 2 * overlap) // n)
-
-
-def tiled_apply(fn: Callable[[list[torch.Tensor]], torch.Tensor], inputs: list[torch.Tensor], tile: int,
-                overlap: int, scale: int, out_channels: int, progress: Callable[[int, int], None] | None = None,
-                *, balanced: bool = True, workers: int = 1) -> torch.Tensor:
-    """sodec_plugin.tiling.tiled_apply with balanced tiles and tiles decoded by `workers` threads
-    (each with its share of the torch threads). Tiles are blended in the same order whatever the
-    worker count, so the result does not depend on it; with balanced=False and workers=1 it is the
-    engine's function."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .tiling import _ramp, _starts
-
-    _, _, h, w = inputs[0].shape
-    if h <= tile and w <= tile:
-        return fn(inputs)
-    ty, tx = (balanced_tile(h, tile, overlap), balanced_tile(w, tile, overlap)) if balanced else (tile, tile)
-    boxes = [(top, min(ty, h - top), left, min(tx, w - left))
-             for top in _starts(h, ty, overlap) for left in _starts(w, tx, overlap)]
-    inference = torch.is_inference_mode_enabled()
-
-    def run(box: tuple[int, int, int, int]) -> torch.Tensor:
-        top, th, left, tw = box
-        with torch.inference_mode(inference):
-            return fn([t[..., top:top + th, left:left + tw] for t in inputs]).float().cpu()
-
-    out = torch.zeros(1, out_channels, h * scale, w * scale)
-    total = torch.zeros(1, 1, h * scale, w * scale)
-    threads = torch.get_num_threads()
-    workers = max(1, min(workers, len(boxes)))
-    if workers > 1:
-        torch.set_num_threads(max(1, threads // workers))
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(run, boxes) if workers > 1 else map(run, boxes)
-            for done, (box, part) in enumerate(zip(boxes, parts, strict=True), 1):
-                top, th, left, tw = box
-                wy = _ramp(th * scale, overlap * scale if top > 0 else 0, overlap * scale if top + th < h else 0,
-                           part.device)
-                wx = _ramp(tw * scale, overlap * scale if left > 0 else 0, overlap * scale if left + tw < w else 0,
-                           part.device)
-                weight = wy[:, None] * wx[None, :]
-                sl = (..., slice(top * scale, (top + th) * scale), slice(left * scale, (left + tw) * scale))
-                out[sl] += part * weight
-                total[sl] += weight
-                if progress is not None:
-                    progress(done, len(boxes))
-    finally:
-        torch.set_num_threads(threads)
-    return out / total.clamp(min=1e-8)
 
 
 # ---- GDN --------------------------------------------------------------------------------------

@@ -169,6 +169,11 @@ def builtin_configs() -> dict[str, SODECConfig]:
     )
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),
+        # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
+        "sodec-lite-2": SODECConfig(
+            name="sodec-lite-2",
+            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
+        ),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from sodec_plugin.models.sodec import SODECModel
-from sodec_plugin.train.trainer import Trainer, train
+from sodec_plugin.train.recipe import builtin_recipes
+from sodec_plugin.train.trainer import Trainer, resample_gains, train
 
 TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 
@@ -75,3 +77,28 @@ def test_resume_continues_exactly(data, tmp_path):
     la = [r["loss"] for r in _rows(tmp_path / "a")]
     lb = [r["loss"] for r in _rows(tmp_path / "b")]
     assert la == lb
+
+
+def test_resample_gains_keeps_shared_points_and_interpolates_in_log_lambda():
+    g = torch.tensor([[1.0, 2.0], [4.0, 8.0]])
+    out = resample_gains(g, (0.001, 0.004), (0.0005, 0.001, 0.002, 0.004))
+    assert torch.allclose(out[1], g[0]) and torch.allclose(out[3], g[1])
+    assert torch.allclose(out[2], torch.tensor([2.0, 4.0]))  # geometric midpoint
+    assert torch.allclose(out[0], torch.tensor([0.5, 1.0]))  # extrapolated along the first segment
+
+
+def test_init_from_a_model_with_other_rate_points(data, tmp_path, tiny_fidelity):
+    src = SODECModel.from_folder(tiny_fidelity)
+    cfg = dataclasses.replace(src.cfg, name="tiny-more-rates", rate_lambdas=(0.0005,) + src.cfg.rate_lambdas)
+    (tmp_path / "cfg").mkdir()
+    cfg.save(tmp_path / "cfg")
+    t = Trainer(cfg, builtin_recipes()["tiny"], data, tmp_path / "run", 1, init_from=tiny_fidelity)
+    assert t.model.cfg == cfg and t.model.compression.gain.shape[0] == src.cfg.num_rates + 1
+    assert torch.allclose(t.model.compression.gain[1:], src.compression.gain)
+    own, ref = t.model.state_dict(), src.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref if "gain" not in k)
+    t.run(max_steps=2, progress=False)
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+    wider = dataclasses.replace(cfg, latent_channels=cfg.latent_channels * 2)
+    with pytest.raises(ValueError, match="architecture"):
+        Trainer(wider, builtin_recipes()["tiny"], data, tmp_path / "run2", 1, init_from=tiny_fidelity)

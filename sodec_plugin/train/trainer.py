@@ -10,6 +10,7 @@ the run ends or `export()` is called, ``model/``: what ``load_model`` reads and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -67,7 +68,8 @@ class Trainer:
         self.data_dir = Path(data_dir)
         torch.manual_seed(recipe.seed)  # the initial weights are part of what resume reproduces
         if init_from is not None:
-            self.model = SODECModel.from_folder(init_from, fuse_lora=False).train().requires_grad_(True)
+            self.model = warm_start(SODECModel.from_folder(init_from, fuse_lora=False), cfg)
+            self.model.train().requires_grad_(True)
         else:
             self.model = SODECModel(cfg)
         self.model.to(self.device)
@@ -236,6 +238,43 @@ def export_checkpoint(config: str, out: str | Path, folder: str | Path, stage: i
 
     write_model_card(folder, model, meta["training"])
     return Path(folder)
+
+
+def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float, ...]) -> torch.Tensor:
+    """Gain vectors (R, M) of rate points `old` carried to rate points `new`: log-gain linear in
+    log-lambda between points and extrapolated along the end segments, so a model warm-started
+    with extra rate points begins near where training would take them."""
+    lg = gains.detach().abs().clamp(min=1e-8).double().log()
+    if len(old) == 1:
+        return lg[:1].exp().repeat(len(new), 1).to(gains.dtype)
+    xo = [math.log(v) for v in old]
+    rows = []
+    for lam in new:
+        x = math.log(lam)
+        i = min(max(1, sum(v < x for v in xo)), len(xo) - 1)
+        t = (x - xo[i - 1]) / (xo[i] - xo[i - 1])
+        rows.append(lg[i - 1] + t * (lg[i] - lg[i - 1]))
+    return torch.stack(rows).exp().to(gains.dtype)
+
+
+def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
+    """`src` as the start of training `cfg`: as is when the configs agree, or with its gain
+    vectors resampled when only the name and the rate points differ; anything else is refused,
+    since weights of another shape cannot start a run."""
+    same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == cfg
+    if not same_shape:
+        raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
+                         "only the name and rate_lambdas may differ")
+    if src.cfg == cfg:
+        return src
+    model = SODECModel(cfg)
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("diffusion.")}
+    comp = "compression."
+    for key in ("gain", "inverse_gain"):
+        state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
+    model.load_state_dict(state, strict=False)
+    model.diffusion = src.diffusion
+    return model
 
 
 def _accelerator(recipe: TrainRecipe) -> Any:

@@ -16,7 +16,7 @@ GOLDEN_FILES = sorted(GOLDEN.glob("*.sdc"))
 
 
 def test_every_bundled_model_has_a_golden_file():
-    for name, folder in hub.bundled_models().items():
+    for name in hub.bundled_models():
         digest = sp.load_model(name).digest
         assert (GOLDEN / f"{name}@{digest[:8]}.sdc").exists(), f"run: python tests/make_golden.py {name}"
 

@@ -231,7 +231,11 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
 
 
 def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:
-    arr = (x[0, :, : f.height, : f.width].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    import torch
+
+    # One float temporary, then bytes: the output is the largest thing a big decode holds.
+    arr = (x[0, :, : f.height, : f.width].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+           .permute(1, 2, 0).contiguous().numpy())
     im = Image.fromarray(arr, "RGB")
     if f.mode in ("L", "LA"):
         im = im.convert("L")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PRECISION = 16
+DECODE_CHUNK = 1 << 18  # symbols per call into the rANS decoder
 
 
 class EntropyError(ValueError):
@@ -102,7 +103,12 @@ def gaussian_pmfs(scale_table: np.ndarray, tail_mass: float) -> tuple[list[np.nd
 
 def build_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
     """Row of the scale table for each scale: compressai's rule (count of table[:-1] < scale)."""
-    return np.searchsorted(scale_table[:-1], scales, side="left").astype(np.int32)
+    out = np.empty(scales.shape, dtype=np.int32)
+    plane = int(np.prod(scales.shape[-2:])) if scales.ndim >= 2 else scales.size
+    flat, dst = scales.reshape(-1, max(plane, 1)), out.reshape(-1, max(plane, 1))
+    for i in range(len(flat)):  # plane by plane: searchsorted's int64 result stays small
+        dst[i] = np.searchsorted(scale_table[:-1], flat[i], side="left")
+    return out
 
 
 def encode(symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes:
@@ -126,5 +132,12 @@ def decode(data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray:
         raise EntropyError("stream is longer than its symbols can use")
     padded = bytes(data) + bytes(needed - len(data) + 8) if len(data) < needed + 8 else bytes(data)
     cdf, length, offset = table.lists
-    out = RansDecoder().decode_with_indexes(padded, indexes.tolist(), cdf, length, offset)
-    return np.asarray(out, dtype=np.int32)
+    # One stream, decoded a chunk of symbols at a time: the Python lists compressai takes and
+    # returns stay bounded (8 bytes per symbol each) however large the image.
+    decoder = RansDecoder()
+    decoder.set_stream(padded)
+    out = np.empty(indexes.size, dtype=np.int32)
+    for start in range(0, indexes.size, DECODE_CHUNK):
+        part = indexes[start:start + DECODE_CHUNK].tolist()
+        out[start:start + len(part)] = decoder.decode_stream(part, cdf, length, offset)
+    return out

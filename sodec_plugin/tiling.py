@@ -95,4 +95,4 @@ def tiled_apply(fn: Callable[[list[torch.Tensor]], torch.Tensor], inputs: list[t
                     progress(done, len(boxes))
     finally:
         torch.set_num_threads(threads)
-    return out / total.clamp(min=1e-8)
+    return out.div_(total.clamp_(min=1e-8))

@@ -61,3 +61,14 @@ def test_lora_fused_at_load_equals_the_adapter(tiny_full, tmp_path):
         fused = d.denoise(y_t, cond)
     assert not hasattr(d.unet, "peft_config") or not d.unet.peft_config
     assert torch.allclose(unfused, fused, atol=1e-4)
+
+
+def test_exact_prior_does_not_depend_on_its_row_bands(tiny_fidelity, monkeypatch):
+    from sodec_plugin.models import prior
+
+    m = SODECModel.from_folder(tiny_fidelity)
+    z = torch.randint(-6, 7, (1, m.cfg.hyper_latent_channels, 6, 5)).double()
+    whole = _params(m, z, 3)
+    monkeypatch.setattr(prior, "_BAND_BYTES", 1)  # one row per band
+    banded = _params(m, z, 3)
+    assert np.array_equal(whole[0], banded[0]) and np.array_equal(whole[1], banded[1])

@@ -28,6 +28,20 @@ def test_round_trip_and_clamping(table):
     assert out[0] == table.offset[idx[0]] + table.length[idx[0]] - 3
 
 
+def test_chunked_decode_equals_one_call(table, monkeypatch):
+    from compressai.ans import RansDecoder
+
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 12, 3001).astype(np.int32)
+    sym = np.round(rng.normal(0, 1, 3001) * (idx + 1)).astype(np.int32)
+    data = entropy.encode(sym, idx, table)
+    monkeypatch.setattr(entropy, "DECODE_CHUNK", 7)  # many chunks, the last one partial
+    chunked = entropy.decode(data, idx, table)
+    padded = data + bytes(4 * (2 + idx.size) + 8 - len(data))
+    whole = RansDecoder().decode_with_indexes(padded, idx.tolist(), *table.lists)
+    assert np.array_equal(chunked, np.asarray(whole)) and np.array_equal(chunked, table.clamp(sym, idx))
+
+
 def test_tables_have_no_reachable_overflow_slot(table):
     n = np.arange(table.cdf.shape[0])
     assert (table.cdf[n, table.length - 1] == table.cdf[n, table.length - 2]).all()

@@ -168,11 +168,11 @@ class CompressionModule(nn.Module):
 
     def y_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, np.ndarray]:
         """Exact means (float64, CPU) and table indexes of y for integer z_hat (1, Cz, h, w)."""
-        means, scales = self.prior.exact(z_hat)
+        means, scales = self.prior.exact(z_hat)  # views of one temporary: scaled in place
         g = self.exact_gain(position)[None, :, None, None]
-        scales = torch.clamp(scales, min=self.cfg.scale_min) * g
+        scales = scales.clamp_(min=self.cfg.scale_min).mul_(g)
         indexes = build_indexes(scales.numpy(), self.scale_table.numpy())
-        return means * g, indexes
+        return means.mul_(g), indexes
 
     def z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         c = shape[1]
@@ -202,8 +202,8 @@ class CompressionModule(nn.Module):
 
     def y_hat_from_symbols(self, y_symbols: np.ndarray, means: torch.Tensor, position: int) -> torch.Tensor:
         """Dequantised, inverse-gained y_hat (1, M, h, w) as float32 on the CPU."""
-        yg = torch.from_numpy(y_symbols.astype(np.float64))[None] + means
-        return yg.float() * self.inverse_gain_at(position).float().cpu()[None, :, None, None]
+        yg = torch.from_numpy(y_symbols).double()[None].add_(means)
+        return yg.float().mul_(self.inverse_gain_at(position).float().cpu()[None, :, None, None])
 
     def pad_multiple(self) -> int:
         return 64

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _EXACT_LIMIT = 2.0**53
+_BAND_BYTES = 32 << 20
 
 
 class PriorSynthesis(nn.Module):
@@ -48,13 +49,24 @@ class PriorSynthesis(nn.Module):
     @staticmethod
     def _conv_exact(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # unfold + matmul: integer-valued float64, so every partial sum is exact (no Winograd/FFT).
-        n, _, hh, ww = x.shape
-        cols = F.unfold(x, w.shape[-1], padding=w.shape[-1] // 2)
-        out = w.reshape(w.shape[0], -1) @ cols + b[:, None]
-        return out.reshape(n, w.shape[0], hh, ww)
+        # Row bands keep the unfolded columns near _BAND_BYTES whatever the image size; the
+        # result does not depend on the banding (exact arithmetic).
+        n, c, hh, ww = x.shape
+        k = w.shape[-1]
+        wm = w.reshape(w.shape[0], -1)
+        xp = F.pad(x, (0, 0, k // 2, k // 2))
+        rows = max(1, _BAND_BYTES // (c * k * k * 8 * ww * n))
+        out = torch.empty(n, w.shape[0], hh, ww, dtype=x.dtype)
+        for r0 in range(0, hh, rows):
+            r1 = min(hh, r0 + rows)
+            cols = F.unfold(xp[:, :, r0:r1 + k - 1], k, padding=(0, k // 2))
+            out[:, :, r0:r1] = (wm @ cols).add_(b[:, None]).reshape(n, w.shape[0], r1 - r0, ww)
+        return out
 
-    def _requantize(self, acc: torch.Tensor, from_bits: int, to_bits: int) -> torch.Tensor:
-        return torch.floor(acc / 2.0 ** (from_bits - to_bits))
+    @staticmethod
+    def _requantize(acc: torch.Tensor, from_bits: int, to_bits: int) -> torch.Tensor:
+        """floor(acc / 2**(from - to)), in place (acc is a temporary as large as y)."""
+        return acc.div_(2.0 ** (from_bits - to_bits)).floor_()
 
     @torch.no_grad()
     def exact(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,12 +76,15 @@ class PriorSynthesis(nn.Module):
         if not torch.equal(x, torch.round(x)):
             raise ValueError("exact prior needs integer z_hat")
         acc = self._conv_exact(x, *self._fixed(self.up1, 0))
-        h = self._requantize(F.relu(F.pixel_shuffle(acc, 2)), wb, ab).clamp(max=self.activation_range)
+        h = self._requantize(F.pixel_shuffle(acc, 2).relu_(), wb, ab).clamp_(max=self.activation_range)
         acc = self._conv_exact(h, *self._fixed(self.up2, ab))
-        h = self._requantize(F.relu(F.pixel_shuffle(acc, 2)), wb + ab, ab).clamp(max=self.activation_range)
+        h = self._requantize(F.pixel_shuffle(acc, 2).relu_(), wb + ab, ab).clamp_(max=self.activation_range)
+        del acc
         acc = self._conv_exact(h, *self._fixed(self.head, ab))
-        if acc.abs().max() >= _EXACT_LIMIT:
+        del h
+        lo, hi = acc.aminmax()
+        if max(-lo.item(), hi.item()) >= _EXACT_LIMIT:
             raise ValueError("prior accumulator left the exact float64 range")
-        out = self._requantize(acc, wb + ab, ob).clamp(-(2.0**24), 2.0**24) / 2.0**ob
+        out = self._requantize(acc, wb + ab, ob).clamp_(-(2.0**24), 2.0**24).div_(2.0**ob)
         means, scales = out.chunk(2, dim=1)
         return means, scales

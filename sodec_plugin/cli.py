@@ -133,7 +133,7 @@ def _info(args: argparse.Namespace) -> int:
             continue
         print(json.dumps({"file": str(src), **h}) if args.json else
               f"{src}: {h['width']}x{h['height']} {h['mode']}, {h['file_size']} bytes, {h['bits_per_pixel']:.4f} bpp, "
-              f"model {h['model_name'] or h['model_id']}, rate position {h['rate_position']}")
+              f"model {h['model_name'] or 'unknown'} ({h['model_id']}), rate position {h['rate_position']}")
     return status
 
 

@@ -283,8 +283,11 @@ def read_header(data: bytes | str | Path) -> dict[str, Any]:
     """What a file says about itself, without decoding (and without importing torch)."""
     if isinstance(data, (str, Path)):
         data = Path(data).read_bytes()
+    from .hub import known_model_ids  # pure Python: reads the bundled configs' digests
+
     f = container.parse(bytes(data), verify=False, header_only=True)
     return {"width": f.width, "height": f.height, "mode": f.mode, "model_id": f.model_hex,
-            "model_name": f.model_name, "rate_position": f.rate_position, "bits_per_pixel": f.bits_per_pixel,
+            "model_name": f.model_name or known_model_ids().get(f.model_hex), "rate_position": f.rate_position,
+            "bits_per_pixel": f.bits_per_pixel,
             "file_size": f.file_size, "icc_profile": f.chunk(Chunk.ICC) is not None,
             "exif": f.chunk(Chunk.EXIF) is not None, "xmp": f.chunk(Chunk.XMP) is not None}

@@ -68,6 +68,9 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
                 return _by_key[key]
         base_kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
         model = SODECModel.from_folder(folder, device=dev, dtype=dt, base_kwargs=base_kwargs)
+        from .speed import optimize_codec
+
+        optimize_codec(model)  # channels_last + fused GDN: ~15% faster CPU decode, same entropy parameters
         with _lock:
             for (_, d2, t2), other in _by_key.items():  # same weights reached by another name
                 if other.digest == model.digest and (d2, t2) == (dev, str(dt)):

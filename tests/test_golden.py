@@ -25,6 +25,7 @@ def test_every_bundled_model_has_a_golden_file():
 def test_golden_file_decodes_to_its_pixels(path):
     header = sp.read_header(path.read_bytes())
     assert header["model_id"] in hub.known_model_ids(), "a released model must stay decodable"
+    assert header["model_name"] == path.stem.split("@")[0]  # named from the bundled configs, not the file
     out = np.asarray(sp.decompress(path.read_bytes())).astype(int)  # the file names its model
     with Image.open(path.with_suffix(".png")) as ref:
         expected = np.asarray(ref).astype(int)

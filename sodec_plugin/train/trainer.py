@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class Trainer:
         if self.rank != 0:
             progress = False
             log_path = self.out / f"log-stage{self.stage}-rank{self.rank}.csv"
+        board = _tensorboard(self.out / "tensorboard") if self.rank == 0 else None
         with open(log_path, "a", newline="") as logf, tqdm(total=end, initial=self.step, disable=not progress,
                                                             desc=f"stage {self.stage}") as bar:
             writer = None
@@ -162,9 +164,16 @@ class Trainer:
                             writer.writeheader()
                     writer.writerow(row)
                     logf.flush()
+                    if board is not None:
+                        for k, v in list(row.items())[2:]:
+                            board.add_scalar(f"stage{self.stage}/{k}", v, self.step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[4:8]})
                 if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
                     self.save_checkpoint()
+                    if board is not None:
+                        board.flush()
+        if board is not None:
+            board.close()
         return results
 
     def export(self, folder: str | Path | None = None, command: str | None = None) -> Path:
@@ -277,6 +286,17 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     return model
 
 
+def _tensorboard(folder: Path) -> Any:
+    """A TensorBoard SummaryWriter (`tensorboard --logdir OUT/tensorboard`), or None with a note
+    when the tensorboard package is missing (the CSV log is always written)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("tensorboard is not installed (pip install 'sodec[train]'): logging to CSV only", stacklevel=3)
+        return None
+    return SummaryWriter(str(folder))
+
+
 def _accelerator(recipe: TrainRecipe) -> Any:
     """An accelerate.Accelerator when launched with `accelerate launch` (several processes), so
     runs scale across GPUs and nodes; None for a plain single-process run."""
@@ -284,7 +304,14 @@ def _accelerator(recipe: TrainRecipe) -> Any:
         return None
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=recipe.mixed_precision if recipe.mixed_precision != "no" else None)
+    # cpu=True where there is no GPU: accelerate then joins the processes over gloo (MULTI_CPU);
+    # without it a CPU-only torchrun/accelerate launch silently runs N independent copies.
+    acc = Accelerator(mixed_precision=recipe.mixed_precision if recipe.mixed_precision != "no" else None,
+                      cpu=not torch.cuda.is_available())
+    if acc.num_processes != int(os.environ["WORLD_SIZE"]):
+        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate joined "
+                           f"{acc.num_processes}: check the launcher's distributed settings")
+    return acc
 
 
 def _stage_impl(t: Trainer) -> Any:
@@ -309,8 +336,9 @@ def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | Non
     t = Trainer(cfg, rec, data, out, stage, device=device, init_from=init_from)
     if resume:
         t.resume()
-    (Path(out) / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "recipe": rec.to_dict(),
-                                                    "stage": stage, "argv": sys.argv}, indent=2, default=str))
+    if t.rank == 0:
+        (Path(out) / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "recipe": rec.to_dict(),
+                                                        "stage": stage, "argv": sys.argv}, indent=2, default=str))
     t.run(max_steps=max_steps, progress=progress)
     if t.rank == 0:
         t.export(Path(out) / f"model-stage{stage}")

@@ -7,7 +7,7 @@ too, and sets defaults for opening and saving (unknown keys warn; see ``plugin.O
     import pillow_codec
     from PIL import Image
 
-    pillow_codec.register_sodec_opener(model="path/to/model")  # until sodec-lite is bundled
+    pillow_codec.register_sodec_opener(model="org/sodec-sd21", device="cuda")  # optional defaults
     Image.open("photo.png").save("photo.sdc", quality=60)
     with Image.open("photo.sdc") as im:   # header only: size, mode, info, no decoding
         print(im.size, im.info["bpp"], im.info.get("quality"))

@@ -141,7 +141,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .eval.run import run_eval
 
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
-             baselines=args.baselines, mode=args.mode, limit=args.limit)
+             baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs)
     return 0
 
 
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", default="auto", choices=("auto", "diffusion", "fidelity"))
     e.add_argument("--device", default=None)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--jobs", type=int, default=1,
+                   help="images evaluated at once, one torch thread each (timings are then per thread)")
     e.set_defaults(func=_eval)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
     t.add_argument("--config", required=True, help="built-in config (tiny, sodec-lite, sodec-sd21) or config.json")

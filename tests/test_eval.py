@@ -320,3 +320,33 @@ def test_evaluate_without_out_dir_writes_nothing(tmp_path):
     assert abs(bd["psnr"]) < 1.0 and math.isnan(bd["ms_ssim_db"])
     with pytest.raises(FileNotFoundError):
         evaluate(tmp_path / "missing", _jpeg_codec, [50], progress=False)
+
+
+def test_parallel_images_give_the_same_rows_in_order(tmp_path):
+    import torch
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, name in enumerate(("c.png", "a.png", "b.png")):
+        kodak_crop(i + 1, (0, 0, 96, 80)).save(folder / name)
+    threads = torch.get_num_threads()
+    runs = [evaluate(folder, _jpeg_codec, [30, 70], baselines=("jpeg", "webp"), progress=False, jobs=j)["rows"]
+            for j in (1, 3)]
+    assert torch.get_num_threads() == threads  # restored after the parallel run
+
+    def same(a: object, b: object) -> bool:
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+    assert [r["image"] for r in runs[1]][::6] == ["a.png", "b.png", "c.png"]
+    for a, b in zip(*runs, strict=True):
+        assert a.keys() == b.keys() and all(same(a[k], b[k]) for k in a if k not in ("enc_s", "dec_s"))
+
+
+@pytest.mark.parametrize("max_position,count", [(112, 8), (128, 9), (32, 3)])
+def test_default_qualities_land_on_the_rate_points(max_position, count):
+    from sodec_plugin.eval.run import default_qualities
+    from sodec_plugin.rates import quality_to_position
+
+    qs = default_qualities(max_position, count)
+    step = max_position // (count - 1)
+    assert [quality_to_position(q, max_position) for q in qs] == list(range(0, max_position + 1, step))

@@ -16,6 +16,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,15 @@ def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
         raise FileNotFoundError(f"not a folder: {folder}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return files[:limit] if limit is not None else files
+
+
+def torch_threads(n: int) -> int:
+    """Set torch's intra-op thread count; returns the previous one."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return old
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -109,8 +119,10 @@ def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequ
 
 def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
              baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
-             *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it.
+             *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu",
+             jobs: int = 1) -> dict[str, Any]:
+    """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it;
+    `jobs` images at once (codec_fn must then be thread-safe, as the SODEC engine is).
 
     Returns {"rows", "summary", "bdrate", "perceptual_status", "skipped", "files", ...}; with `out_dir` also writes
     per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
@@ -133,9 +145,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
     perceptual = perceptual_metrics(device)
     status = perceptual_status()
     extra = sorted(perceptual)
-    rows: list[dict[str, Any]] = []
-
-    for i, path in enumerate(images, 1):
+    def one_image(i: int, path: Path) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         with Image.open(path) as im:
             img = im.convert("RGB")
         ref = np.asarray(img, dtype=np.uint8)
@@ -165,6 +176,19 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
                              "bytes": m.nbytes, "bpp": m.bpp, **measured[m.quality], "enc_s": m.enc_seconds,
                              "dec_s": m.dec_seconds})
             _log(progress, f"[{i}/{len(images)}] {path.name} {b}: {len(cache)} encodes")
+        return rows
+
+    # Images are independent; with jobs > 1 they run in threads (the encoders and torch release the
+    # GIL), each with one torch thread, and rows are kept in image order.
+    rows: list[dict[str, Any]] = []
+    threads = torch_threads(1) if jobs > 1 else None
+    try:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            for part in pool.map(one_image, range(1, len(images) + 1), images):
+                rows += part
+    finally:
+        if threads is not None:
+            torch_threads(threads)
 
     summary = summarize(rows, extra)
     result: dict[str, Any] = {

@@ -13,22 +13,22 @@ from .report import DEFAULT_BASELINES, evaluate, format_markdown
 
 
 def default_qualities(max_position: int, count: int = 8) -> list[float]:
-    """Qualities that land exactly on the model's rate points (1 = lowest, 100 = highest)."""
-    from ..codec import position_to_quality
-
-    step = max(1, max_position // (count - 1))
-    return sorted({float(position_to_quality(p, max_position)) for p in range(0, max_position + 1, step)})
+    """Qualities that land exactly on `count` evenly spaced rate positions, the model's rate points
+    when count is its number of rate points (1 = lowest, 100 = highest). Not always integers: with
+    128 positions no integer quality reaches position 64, but 50.5 does."""
+    step = max(1, max_position // max(1, count - 1))
+    return sorted({round(1 + 99 * p / max_position, 4) for p in range(0, max_position + 1, step)})
 
 
 def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float] | None = None,
              out_dir: str | Path | None = "eval-out", device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
-             mode: str = "auto", limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+             mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1) -> dict[str, Any]:
     """Real .sdc bytes for every image and quality, decoded, measured and compared."""
     from .. import codec
     from ..engine import get_model
 
     m = get_model(model, device=device)
-    qualities = list(qualities) if qualities else default_qualities(m.cfg.max_rate_position)
+    qualities = list(qualities) if qualities else default_qualities(m.cfg.max_rate_position, m.cfg.num_rates)
 
     def codec_fn(image: Image.Image, quality: float) -> tuple[bytes, Image.Image, float, float]:
         t0 = time.perf_counter()
@@ -39,7 +39,7 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
 
     codec_fn(Image.new("RGB", (64, 64)), qualities[0])  # warm-up: first-call costs are not the codec's
     result = evaluate(folder, codec_fn, qualities, baselines=tuple(baselines), out_dir=out_dir, progress=progress,
-                      codec_name=m.identity, limit=limit)
+                      codec_name=m.identity, limit=limit, jobs=jobs)
     if progress:
         print(format_markdown(result))
     return result

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,17 +178,20 @@ def run_size(args: argparse.Namespace, variants: list[Variant], pool: list[Image
     def compress(v: Variant, im: Image.Image) -> bytes:
         return codec.compress(im, model=v.model, quality=args.quality)
 
-    # encode: warm-up, then interleaved timed runs
-    for v in variants:
-        torch.set_num_threads(v.threads)
-        for _ in range(args.warmup):
-            compress(v, images[0])
-    for _ in range(args.repeat):
-        for im in images:
-            for v in variants:
-                torch.set_num_threads(v.threads)
-                _, ms = time_call(lambda v=v, im=im: compress(v, im), dev)
-                v.samples.setdefault("enc", []).append(ms)
+    def timed_runs(call: Callable[[Variant, Any], Any], items: list[Any], key: str) -> None:
+        """Warm-up, then runs interleaved across variants (so machine load hits them alike)."""
+        for v in variants:
+            torch.set_num_threads(v.threads)
+            for _ in range(args.warmup):
+                call(v, items[0])
+        for _ in range(args.repeat):
+            for item in items:
+                for v in variants:
+                    torch.set_num_threads(v.threads)
+                    _, ms = time_call(lambda v=v, item=item: call(v, item), dev)
+                    v.samples.setdefault(key, []).append(ms)
+
+    timed_runs(compress, images, "enc")
     datas = [compress(ref, im) for im in images]
     bpp = float(np.mean([len(d) * 8 / pixels for d in datas]))
     enc_mem = {}
@@ -219,16 +223,7 @@ def run_size(args: argparse.Namespace, variants: list[Variant], pool: list[Image
                 return codec.decompress(data, model=v.model, mode=mode, tile=tile, draft=draft)
 
             key = f"dec/{label}/{tile}"
-            for v in variants:
-                torch.set_num_threads(v.threads)
-                for _ in range(args.warmup):
-                    decompress(v, datas[0])
-            for _ in range(args.repeat):
-                for data in datas:
-                    for v in variants:
-                        torch.set_num_threads(v.threads)
-                        _, ms = time_call(lambda v=v, data=data: decompress(v, data), dev)
-                        v.samples.setdefault(key, []).append(ms)
+            timed_runs(decompress, datas, key)
             for v in variants:
                 torch.set_num_threads(v.threads)
                 with PeakMemory(dev) as pm:  # one more decode of each image: peak memory and PSNR

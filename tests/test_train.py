@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from sodec_plugin.config import resolve_config
 from sodec_plugin.models.sodec import SODECModel
 from sodec_plugin.train.recipe import builtin_recipes
 from sodec_plugin.train.trainer import Trainer, resample_gains, train
@@ -135,3 +138,24 @@ def test_two_processes_train_one_model(data, tmp_path, tiny_full):
     assert [r["aux"] for r in rank0] == [r["aux"] for r in rank1]
     assert [r["loss"] for r in rank0] != [r["loss"] for r in rank1]
     assert SODECModel.from_folder(tmp_path / "model").digest
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_diffusion_stage(stage_runs, data, tmp_path, precision):
+    """Autocast in the diffusion stages; fp16 adds a GradScaler whose state is checkpointed."""
+    rec = dataclasses.replace(builtin_recipes()["tiny"], mixed_precision=precision)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(rec.to_dict()))
+    t = train("tiny", str(data), str(tmp_path / "run"), stage=3, max_steps=3, recipe=str(path), progress=False,
+              init_from=str(stage_runs / "model-stage2"))
+    rows = _rows(tmp_path / "run", 3)
+    assert len(rows) == 3 and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert t.scaler.is_enabled() == (precision == "fp16")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "stage3-last.pt", weights_only=True)
+    assert bool(state["scaler"]) == (precision == "fp16")
+
+
+def test_unknown_mixed_precision_is_refused(data, tmp_path):
+    rec = dataclasses.replace(builtin_recipes()["tiny"], mixed_precision="fp8")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        Trainer(resolve_config("tiny"), rec, data, tmp_path, 1)

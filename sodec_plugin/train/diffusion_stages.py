@@ -72,11 +72,7 @@ class Stage2:
             x_f = m.fidelity_decoder(out["y_hat"])
             x_hat = m.diffusion(out["y_hat"], out["z_hat"], x_f, 1.0)
             loss, values = self.distortion(x_hat.float(), x)
-        opt = self.optimizers[0]
-        opt.zero_grad(set_to_none=True)
-        self.t.backward(loss, opt)
-        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], self.t.recipe.grad_clip)
-        opt.step()
+        self.t.update(loss, self.optimizers[0], self.t.recipe.grad_clip)
         return StepResult(loss.item(), values)
 
 
@@ -122,19 +118,11 @@ class Stage3:
             if gan:
                 g_loss = -self.disc(x_hat.float()).mean()
                 loss = loss + rec.gan_weight * g_loss
-        opt.zero_grad(set_to_none=True)
-        self.t.backward(loss, opt)
-        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], rec.grad_clip)
-        opt.step()
-        aux = m.compression.entropy_bottleneck.loss()
-        aux_opt.zero_grad(set_to_none=True)
-        self.t.backward(aux, aux_opt)
-        aux_opt.step()
+        self.t.update(loss, opt, rec.grad_clip)
+        self.t.update(m.compression.entropy_bottleneck.loss(), aux_opt)
         if gan:
             d_loss = F.relu(1 - self.disc(x)).mean() + F.relu(1 + self.disc(x_hat.detach().float())).mean()
-            d_opt.zero_grad(set_to_none=True)
-            self.t.backward(d_loss, d_opt)
-            d_opt.step()
+            self.t.update(d_loss, d_opt)
             values["d_loss"] = d_loss.item()
         else:
             values["d_loss"] = float("nan")

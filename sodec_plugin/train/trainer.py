@@ -74,6 +74,10 @@ class Trainer:
         else:
             self.model = SODECModel(cfg)
         self.model.to(self.device)
+        if recipe.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, not {recipe.mixed_precision!r}")
+        # fp16 needs loss scaling against gradient underflow; for "no" and bf16 the scaler is a no-op.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=recipe.mixed_precision == "fp16")
         self.stages = _stage_impl(self)
         self.step = 0
 
@@ -86,7 +90,8 @@ class Trainer:
             return
         state = {"step": self.step, "stage": self.stage, "model": self.model.trainable_state_dict(),
                  "optimizers": [o.state_dict() for o in self.stages.optimizers],
-                 "extra": {k: m.state_dict() for k, m in getattr(self.stages, "extra_modules", {}).items()}}
+                 "extra": {k: m.state_dict() for k, m in getattr(self.stages, "extra_modules", {}).items()},
+                 "scaler": self.scaler.state_dict()}
         tmp = self._ckpt_path().with_suffix(".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self._ckpt_path())
@@ -106,21 +111,30 @@ class Trainer:
             o.load_state_dict(s)
         for k, m in getattr(self.stages, "extra_modules", {}).items():
             m.load_state_dict(state["extra"][k])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         return True
 
-    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """loss.backward(), then gradients of `optimizer`'s parameters averaged over processes
-        (accelerate launch); stages call submodules directly, so no DDP wrapper is involved."""
-        loss.backward()
+    def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None) -> None:
+        """One optimizer step on `loss`: backward (loss-scaled under fp16), gradients averaged over
+        processes (accelerate launch; stages call submodules directly, so no DDP wrapper is
+        involved), optional norm clipping of the unscaled gradients, step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         if self.world > 1:
             import torch.distributed as dist
 
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        dist.all_reduce(p.grad)
-                        p.grad /= self.world
+            for p in params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+        if clip is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
     # ---- loop -------------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -213,14 +227,9 @@ class Stage1:
         bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
         loss = (self.lambdas[r] * 255**2 * mse + bpp).mean()
         opt, aux_opt = self.optimizers
-        opt.zero_grad(set_to_none=True)
-        self.t.backward(loss, opt)
-        torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], self.t.recipe.grad_clip)
-        opt.step()
+        self.t.update(loss, opt, self.t.recipe.grad_clip)
         aux = comp.entropy_bottleneck.loss()
-        aux_opt.zero_grad(set_to_none=True)
-        self.t.backward(aux, aux_opt)
-        aux_opt.step()
+        self.t.update(aux, aux_opt)
         psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
         return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item()})
 

@@ -80,6 +80,6 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
                        stage3=StageRecipe(steps=8, lr=1e-3, batch_size=1, crop=64),
                        rate_weights=(0.01, 10.0), gan_fraction=0.25)
     # sodec-lite-2 continues sodec-lite (`--init-from sodec_plugin/weights/sodec-lite`) at a lower lr.
-    lite2 = TrainRecipe(seed=2, stage1=StageRecipe(steps=16000, lr=1e-4, lr_drops=(0.7,)))
+    lite2 = TrainRecipe(seed=2, stage1=StageRecipe(steps=14500, lr=1e-4, lr_drops=(0.7,)))
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

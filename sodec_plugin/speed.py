@@ -48,10 +48,19 @@ def set_threads(n: int | None = None) -> int:
 
 
 # ---- GDN --------------------------------------------------------------------------------------
+def _version(t: torch.Tensor) -> int | None:
+    """A tensor's in-place version counter; inference tensors (a model loaded or moved under
+    torch.inference_mode, as ComfyUI does) have none, and cannot be written outside that mode."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
 def _gdn_params(gdn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gamma as a 1x1 conv weight, gamma transposed (C_in, C_out) for a matmul, beta), reparametrised
     once and cached until the parameters change (their version counters move on any in-place write)."""
-    key = (gdn.beta._version, gdn.gamma._version, gdn.beta.data_ptr(), gdn.gamma.data_ptr(), x.dtype, x.device)
+    key = (_version(gdn.beta), _version(gdn.gamma), gdn.beta.data_ptr(), gdn.gamma.data_ptr(), x.dtype, x.device)
     cached = gdn.__dict__.get("_sodec_fast_params")
     if cached is not None and cached[0] == key:
         return cached[1]

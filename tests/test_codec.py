@@ -132,3 +132,22 @@ def test_file_of_a_loaded_model_decodes_without_naming_it(tiny_fidelity):
     m = sp.load_model(str(tiny_fidelity))
     data = sp.compress(kodak_crop(), model=m)
     assert sp.decompress(data).size == (192, 128)
+
+
+def test_model_loaded_under_inference_mode_codes_outside_it(tiny_fidelity, tmp_path):
+    """ComfyUI runs nodes under torch.inference_mode, so a model loaded there has inference
+    tensors (no version counters): the engine's speed-ups must still work with them."""
+    import shutil
+
+    from sodec_plugin import engine
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_fidelity, folder)  # its own cache entry, loaded fresh here
+    with torch.inference_mode():
+        m = engine.get_model(str(folder))
+    assert m.compression.analysis.parameters().__next__().is_inference()
+    im = kodak_crop(1, (0, 0, 80, 64))
+    data = sp.compress(im, model=m, quality=50)
+    with torch.inference_mode():
+        inside = np.asarray(sp.decompress(data, model=m))
+    assert np.array_equal(np.asarray(sp.decompress(data, model=m)), inside)

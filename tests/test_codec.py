@@ -134,7 +134,7 @@ def test_file_of_a_loaded_model_decodes_without_naming_it(tiny_fidelity):
     assert sp.decompress(data).size == (192, 128)
 
 
-def test_model_loaded_under_inference_mode_codes_outside_it(tiny_fidelity, tmp_path):
+def test_model_loaded_under_inference_mode_codes_outside_it(tiny_fidelity, tmp_path, monkeypatch):
     """ComfyUI runs nodes under torch.inference_mode, so a model loaded there has inference
     tensors (no version counters): the engine's speed-ups must still work with them."""
     import shutil
@@ -142,7 +142,9 @@ def test_model_loaded_under_inference_mode_codes_outside_it(tiny_fidelity, tmp_p
     from sodec_plugin import engine
 
     folder = tmp_path / "m"
-    shutil.copytree(tiny_fidelity, folder)  # its own cache entry, loaded fresh here
+    shutil.copytree(tiny_fidelity, folder)
+    monkeypatch.setattr(engine, "_by_key", {})  # loaded fresh here, not shared from an earlier test
+    monkeypatch.setattr(engine, "_key_locks", {})
     with torch.inference_mode():
         m = engine.get_model(str(folder))
     assert m.compression.analysis.parameters().__next__().is_inference()

@@ -233,9 +233,13 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
 def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:
     import torch
 
-    # One float temporary, then bytes: the output is the largest thing a big decode holds.
-    arr = (x[0, :, : f.height, : f.width].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
-           .permute(1, 2, 0).contiguous().numpy())
+    # To bytes in bands of rows: the float image is the largest thing a big decode holds, so no
+    # second full-size float copy is made.
+    arr = np.empty((f.height, f.width, 3), dtype=np.uint8)
+    band = max(1, (16 << 20) // (12 * f.width))
+    for top in range(0, f.height, band):
+        part = x[0, :, top:min(f.height, top + band), : f.width].mul(255.0).add_(0.5).clamp_(0, 255)
+        arr[top:top + part.shape[1]] = part.to(torch.uint8).permute(1, 2, 0).numpy()
     im = Image.fromarray(arr, "RGB")
     if f.mode in ("L", "LA"):
         im = im.convert("L")

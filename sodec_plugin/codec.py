@@ -115,8 +115,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
         lat = comp.encode(x, position)
     z_tab, y_tab = comp.tables()
     z_stream = entropy.encode(lat.z_symbols, comp.z_indexes((1, *lat.z_symbols.shape)), z_tab)
-    means, indexes = comp.y_parameters(comp.z_hat_from_symbols(lat.z_symbols), position)
-    y_stream = entropy.encode(lat.y_symbols, indexes, y_tab)
+    y_stream = entropy.encode(lat.y_symbols, lat.y_indexes, y_tab)
     chunks: dict[int, bytes] = {}
     if pil.mode in ("RGBA", "LA"):
         chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))

@@ -59,6 +59,7 @@ class Latents:
     z_symbols: np.ndarray  # int32 (Cz, h, w)
     y_symbols: np.ndarray  # int32 (M, 4h, 4w)
     rate_position: int
+    y_indexes: np.ndarray  # int32 (M, 4h, 4w): scale-table rows from the exact prior, as the decoder derives them
 
 
 class CompressionModule(nn.Module):
@@ -195,7 +196,7 @@ class CompressionModule(nn.Module):
         g = self.exact_gain(position)[None, :, None, None]
         y_sym = torch.round(y.double().cpu() * g - means).numpy().astype(np.int64)
         y_sym = y_tab.clamp(y_sym.reshape(-1), indexes.reshape(-1)).reshape(y.shape[1:])
-        return Latents(z_sym_np.astype(np.int32), y_sym.astype(np.int32), position)
+        return Latents(z_sym_np.astype(np.int32), y_sym.astype(np.int32), position, indexes.reshape(y.shape[1:]))
 
     def z_hat_from_symbols(self, z_symbols: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(z_symbols.astype(np.float64))[None] + self.z_median.double()[None, :, None, None]

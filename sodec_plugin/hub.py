@@ -14,7 +14,8 @@ from typing import Any
 from .config import CONFIG_NAME, WEIGHTS_NAME
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "sodec-lite"
+# The newest release is the default; earlier ones stay bundled so that their files decode.
+DEFAULT_MODEL = "sodec-lite-2"
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -43,12 +44,9 @@ def default_model_name() -> str:
     models = bundled_models()
     if DEFAULT_MODEL in models:
         return DEFAULT_MODEL
-    lite = sorted(n for n in models if n.startswith(DEFAULT_MODEL))
-    if lite:
-        return lite[-1]
     raise ModelNotFoundError(
-        "no bundled default model is installed yet (the sodec-lite weights have not been released in this "
-        "version); pass a model folder or Hub repo id, or make a tiny random one for plumbing checks with "
+        f"the bundled default model {DEFAULT_MODEL!r} is not installed (its weights are missing from "
+        f"{WEIGHTS_DIR}); pass a model folder or Hub repo id, or make a tiny random one for plumbing checks with "
         "sodec_plugin.testing.save_tiny_model(path)")
 
 
@@ -104,6 +102,8 @@ def write_model_card(folder: str | Path, model: Any, training: dict[str, Any]) -
     base = (f"- Base diffusion model: `{cfg.diffusion.base_model}` (revision {cfg.diffusion.base_revision or 'main'})"
             f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion
             else "- Decoder: fidelity decoder only (no diffusion path)")
+    listed = (f"\nThe {len(training['data_list'])} training files are listed in the weights' metadata "
+              "(`training.data_list` in model.safetensors).\n" if training.get("data_list") else "")
     text = f"""---
 library_name: sodec
 tags: [image-compression, sodec, learned-codec]
@@ -128,7 +128,7 @@ image = sodec_plugin.decompress(data, model=model)
 
 ## Training
 ```json
-{json.dumps(training, indent=2, default=str)}
+{json.dumps({k: v for k, v in training.items() if k != "data_list"}, indent=2, default=str)}
 ```
-"""
+{listed}"""
     Path(folder, "README.md").write_text(text)

@@ -47,7 +47,7 @@ def stage_runs(data, tmp_path_factory, tiny_full) -> Path:
     return out
 
 
-def test_each_stage_runs_with_finite_losses_and_exports(stage_runs):
+def test_each_stage_runs_with_finite_losses_and_exports(stage_runs, data):
     rows = _rows(stage_runs)
     assert {r["stage"] for r in rows} == {"1", "2", "3"}
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
@@ -57,6 +57,12 @@ def test_each_stage_runs_with_finite_losses_and_exports(stage_runs):
     assert (stage_runs / "model" / "README.md").is_file()
     meta_card = (stage_runs / "model" / "README.md").read_text()
     assert "data_sha256" in meta_card and "git_commit" in meta_card
+    from safetensors import safe_open
+
+    with safe_open(str(stage_runs / "model" / "model.safetensors"), framework="pt") as f:
+        training = json.loads(f.metadata()["training"])
+    assert training["data_list"] == sorted(p.name for p in data.iterdir()) and training["data_files"] == 4
+    assert "training files are listed" in meta_card
 
 
 def test_stage3_rate_falls_as_the_rate_weight_rises(stage_runs, data):

@@ -196,6 +196,7 @@ class Trainer:
         meta = {"training": {"command": command or " ".join(sys.argv), "stage": self.stage, "steps": self.step,
                              "seed": self.recipe.seed, "data_dir": str(self.data_dir),
                              "data_files": len(self.data.files), "data_sha256": self.data.digest(),
+                             "data_list": [str(f.relative_to(self.data.root)) for f in self.data.files],
                              "git_commit": git_commit(), "recipe": self.recipe.to_dict()}}
         self.model.save_pretrained(folder, metadata=meta)
         from ..hub import write_model_card

@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("inputs", nargs="+", help="files or folders")
         sp.add_argument("-o", "--output", help="output file, or folder for several inputs")
-        sp.add_argument("--model", default=None, help="model name, folder or Hub repo id (default: bundled sodec-lite)")
+        sp.add_argument("--model", default=None,
+                        help="model name, folder or Hub repo id (default: the bundled sodec-lite-2)")
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto")
         sp.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         sp.add_argument("-q", "--quiet", action="store_true")
@@ -200,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images evaluated at once, one torch thread each (timings are then per thread)")
     e.set_defaults(func=_eval)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
-    t.add_argument("--config", required=True, help="built-in config (tiny, sodec-lite, sodec-sd21) or config.json")
+    t.add_argument("--config", required=True,
+                   help="built-in config (tiny, sodec-lite, sodec-lite-2, sodec-sd21) or config.json")
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="output folder (checkpoints, logs, model)")
     t.add_argument("--stage", type=int, choices=(1, 2, 3), default=1)

@@ -159,7 +159,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` (the bundled fidelity-only model), `tiny` (tests),
+    """Named configs: `sodec-lite` and `sodec-lite-2` (the bundled fidelity-only releases), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,

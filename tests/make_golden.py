@@ -1,6 +1,6 @@
 """Write the golden .sdc file and its decoded pixels for a released (bundled) model.
 
-Run once per release: `python tests/make_golden.py sodec-lite`. The test suite then checks, in
+Run once per release: `python tests/make_golden.py sodec-lite-2`. The test suite then checks, in
 every later version, that the file still decodes to these pixels (files must outlive upgrades).
 """
 
@@ -32,4 +32,4 @@ def main(name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "sodec-lite")
+    main(sys.argv[1] if len(sys.argv) > 1 else "sodec-lite-2")

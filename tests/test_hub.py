@@ -75,13 +75,13 @@ def test_threads_encode_and_decode_like_one_thread(tiny_fidelity):
     assert data == ref * 2 and px == ref_px * 2
 
 
-def test_no_bundled_model_or_bundled_default_loads():
-    try:
-        name = hub.default_model_name()
-    except hub.ModelNotFoundError as e:
-        assert "save_tiny_model" in str(e)
-    else:
-        assert sp.load_model().cfg.name.startswith(name.split("-v")[0])
+def test_bundled_default_is_the_newest_release(monkeypatch, tmp_path):
+    assert hub.default_model_name() == hub.DEFAULT_MODEL
+    assert sp.load_model().cfg.name == hub.DEFAULT_MODEL
+    assert len(hub.bundled_models()) >= 2  # earlier releases stay, so their files decode
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)  # an install without weights
+    with pytest.raises(hub.ModelNotFoundError, match="save_tiny_model"):
+        hub.default_model_name()
 
 
 def test_push_to_hub_uploads_what_load_model_reads(tiny_fidelity, monkeypatch):

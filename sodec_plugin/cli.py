@@ -29,10 +29,17 @@ def write_atomic(path: Path, data: bytes | Callable[[Path], None], force: bool) 
                 f.write(data)
         if not isinstance(data, bytes):
             data(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _inputs(paths: list[str], suffixes: set[str]) -> Iterable[tuple[Path, Path]]:
@@ -221,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # compressai calls torch.jit.script at import, which torch >= 2.10 flags as deprecated: not the user's concern.
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -59,3 +59,20 @@ def test_folder_batch_goes_on_past_bad_files(tiny_fidelity, tmp_path, capsys):
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "sodec_plugin.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "compress" in out.stdout and "train" in out.stdout
+
+
+def test_outputs_get_the_usual_file_mode(tiny_fidelity, tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result must look like any file the user writes."""
+    import os
+
+    src = tmp_path / "in.png"
+    kodak_crop(1, (0, 0, 64, 48)).save(src)
+    old = os.umask(0o027)
+    try:
+        assert main(["compress", str(src), "-o", str(tmp_path / "a.sdc"), "--model", str(tiny_fidelity)]) == 0
+        assert main(["decompress", str(tmp_path / "a.sdc"), "-o", str(tmp_path / "b.png"),
+                     "--model", str(tiny_fidelity)]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.sdc").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640

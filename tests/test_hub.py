@@ -107,3 +107,8 @@ def test_push_to_hub_uploads_what_load_model_reads(tiny_fidelity, monkeypatch):
     assert calls["create"][0] == "org/x"
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
     assert calls["loaded"] == m.digest
+
+
+def test_saved_weights_are_readable_by_others(tiny_fidelity):
+    """safetensors creates its file 0600; a model folder is shared (Hub cache, ComfyUI models/)."""
+    assert (tiny_fidelity / "model.safetensors").stat().st_mode & 0o777 == 0o644

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class SODECModel(nn.Module):
             meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
         tmp = folder / (WEIGHTS_NAME + ".tmp")
         save_file(self.trainable_state_dict(), str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; a model folder is meant to be shared and read
         tmp.replace(folder / WEIGHTS_NAME)
         self.digest = file_sha256(folder / WEIGHTS_NAME)
         self.cfg.save(folder, weights_sha256=self.digest)

@@ -7,6 +7,7 @@ ever unpickled.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -22,22 +23,28 @@ class ModelNotFoundError(FileNotFoundError):
     """A model name that is neither bundled, nor a folder, nor a resolvable Hub repo."""
 
 
+@functools.lru_cache(maxsize=4)
+def _scan_bundled(weights_dir: Path) -> tuple[tuple[str, Path, str], ...]:
+    """(name, folder, weights sha256) of each release under `weights_dir`; package data does not
+    change while a process runs, and every compress/decompress asks, so the folder is read once."""
+    if not weights_dir.is_dir():
+        return ()
+    out = []
+    for p in sorted(weights_dir.iterdir()):
+        if (p / CONFIG_NAME).is_file():
+            out.append((p.name, p, json.loads((p / CONFIG_NAME).read_text()).get("weights_sha256", "")))
+    return tuple(out)
+
+
 def bundled_models() -> dict[str, Path]:
     """Released models shipped in the package: name -> folder (every release stays decodable)."""
-    if not WEIGHTS_DIR.is_dir():
-        return {}
-    return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if (p / CONFIG_NAME).is_file()}
+    return {name: folder for name, folder, _ in _scan_bundled(WEIGHTS_DIR)}
 
 
 def known_model_ids() -> dict[str, str]:
     """First 8 hex digits of each bundled model's weights digest -> its name (for error messages
     and for picking the right released model when a file names it)."""
-    out = {}
-    for name, folder in bundled_models().items():
-        digest = json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256", "")
-        if digest:
-            out[digest[:8]] = name
-    return out
+    return {digest[:8]: name for name, _, digest in _scan_bundled(WEIGHTS_DIR) if digest}
 
 
 def default_model_name() -> str:

@@ -350,3 +350,9 @@ def test_default_qualities_land_on_the_rate_points(max_position, count):
     qs = default_qualities(max_position, count)
     step = max_position // (count - 1)
     assert [quality_to_position(q, max_position) for q in qs] == list(range(0, max_position + 1, step))
+
+
+def test_default_qualities_of_a_single_rate_point_model():
+    from sodec_plugin.eval.run import default_qualities
+
+    assert default_qualities(0, 1) == [100.0]

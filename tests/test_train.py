@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sodec_plugin.config import resolve_config
 from sodec_plugin.models.sodec import SODECModel
-from sodec_plugin.train.recipe import builtin_recipes
+from sodec_plugin.train.recipe import TrainRecipe, builtin_recipes
 from sodec_plugin.train.trainer import Trainer, resample_gains, train
 
 TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
@@ -161,7 +160,10 @@ def test_mixed_precision_diffusion_stage(stage_runs, data, tmp_path, precision):
     assert bool(state["scaler"]) == (precision == "fp16")
 
 
-def test_unknown_mixed_precision_is_refused(data, tmp_path):
-    rec = dataclasses.replace(builtin_recipes()["tiny"], mixed_precision="fp8")
+def test_unknown_mixed_precision_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mixed_precision"):
-        Trainer(resolve_config("tiny"), rec, data, tmp_path, 1)
+        dataclasses.replace(builtin_recipes()["tiny"], mixed_precision="fp8")
+    path = tmp_path / "recipe.json"  # a recipe file is checked when it is read, before any model is built
+    path.write_text(json.dumps({**builtin_recipes()["tiny"].to_dict(), "mixed_precision": "fp8"}))
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainRecipe.load(path)

@@ -16,6 +16,8 @@ def default_qualities(max_position: int, count: int = 8) -> list[float]:
     """Qualities that land exactly on `count` evenly spaced rate positions, the model's rate points
     when count is its number of rate points (1 = lowest, 100 = highest). Not always integers: with
     128 positions no integer quality reaches position 64, but 50.5 does."""
+    if max_position == 0:  # one rate point
+        return [100.0]
     step = max(1, max_position // max(1, count - 1))
     return sorted({round(1 + 99 * p / max_position, 4) for p in range(0, max_position + 1, step)})
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+
 
 @dataclass
 class StageRecipe:
@@ -31,7 +33,7 @@ class TrainRecipe:
     aux_lr: float = 1e-3
     checkpoint_every: int = 250
     log_every: int = 50
-    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU)
+    mixed_precision: str = "no"  # one of MIXED_PRECISIONS; fp16 adds loss scaling
     gradient_checkpointing: bool = True
     # Stage 1: compression module + fidelity decoder, all rate points of the config at once.
     stage1: StageRecipe = field(default_factory=lambda: StageRecipe(steps=13000, lr=5e-4))
@@ -48,6 +50,10 @@ class TrainRecipe:
     gan_fraction: float = 0.25
     # Stage 3 trains one rate point of the config (the paper trains one model per rate).
     target_rate_index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, not {self.mixed_precision!r}")
 
     def stage(self, n: int) -> StageRecipe:
         return {1: self.stage1, 2: self.stage2, 3: self.stage3}[n]

@@ -74,8 +74,6 @@ class Trainer:
         else:
             self.model = SODECModel(cfg)
         self.model.to(self.device)
-        if recipe.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be no, bf16 or fp16, not {recipe.mixed_precision!r}")
         # fp16 needs loss scaling against gradient underflow; for "no" and bf16 the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=recipe.mixed_precision == "fp16")
         self.stages = _stage_impl(self)

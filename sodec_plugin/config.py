@@ -159,7 +159,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` and `sodec-lite-2` (the bundled fidelity-only releases), `tiny` (tests),
+    """Named configs: `sodec-lite`, `sodec-lite-2` and `sodec-lite-3` (the fidelity-only releases), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -172,6 +172,11 @@ def builtin_configs() -> dict[str, SODECConfig]:
         # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
         "sodec-lite-2": SODECConfig(
             name="sodec-lite-2",
+            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
+        ),
+        # Third release: sodec-lite-2's network and rate points, trained further.
+        "sodec-lite-3": SODECConfig(
+            name="sodec-lite-3",
             rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
         ),
         "tiny": SODECConfig(

@@ -87,5 +87,8 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
                        rate_weights=(0.01, 10.0), gan_fraction=0.25)
     # sodec-lite-2 continues sodec-lite (`--init-from sodec_plugin/weights/sodec-lite`) at a lower lr.
     lite2 = TrainRecipe(seed=2, stage1=StageRecipe(steps=14500, lr=1e-4, lr_drops=(0.7,)))
-    return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "tiny": tiny,
+    # sodec-lite-3 continues sodec-lite-2 (`--init-from sodec_plugin/weights/sodec-lite-2`): back to
+    # 1e-4 (the model is far from converged), then a second drop.
+    lite3 = TrainRecipe(seed=3, stage1=StageRecipe(steps=12500, lr=1e-4, lr_drops=(0.7,)))
+    return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

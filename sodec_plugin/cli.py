@@ -14,6 +14,9 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .config import builtin_configs
+from .hub import DEFAULT_MODEL
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif"}
 
 
@@ -175,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("inputs", nargs="+", help="files or folders")
         sp.add_argument("-o", "--output", help="output file, or folder for several inputs")
         sp.add_argument("--model", default=None,
-                        help="model name, folder or Hub repo id (default: the bundled sodec-lite-2)")
+                        help=f"model name, folder or Hub repo id (default: the bundled {DEFAULT_MODEL})")
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto")
         sp.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
         sp.add_argument("-q", "--quiet", action="store_true")
@@ -209,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_eval)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
     t.add_argument("--config", required=True,
-                   help="built-in config (tiny, sodec-lite, sodec-lite-2, sodec-sd21) or config.json")
+                   help=f"built-in config ({', '.join(builtin_configs())}) or config.json")
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="output folder (checkpoints, logs, model)")
     t.add_argument("--stage", type=int, choices=(1, 2, 3), default=1)

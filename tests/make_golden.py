@@ -1,7 +1,8 @@
 """Write the golden .sdc file and its decoded pixels for a released (bundled) model.
 
-Run once per release: `python tests/make_golden.py sodec-lite-2`. The test suite then checks, in
-every later version, that the file still decodes to these pixels (files must outlive upgrades).
+Run once per release: `python tests/make_golden.py NAME` (default: the bundled default model).
+The test suite then checks, in every later version, that the file still decodes to these pixels
+(files must outlive upgrades).
 """
 
 from __future__ import annotations
@@ -32,4 +33,6 @@ def main(name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "sodec-lite-2")
+    from sodec_plugin.hub import DEFAULT_MODEL
+
+    main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_MODEL)

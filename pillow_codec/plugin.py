@@ -11,8 +11,9 @@ set with `register_sodec_opener(**defaults)` and copied to each opened image as
 
 Errors follow Pillow's conventions: a file that is not SODEC, or whose header is damaged, is
 rejected at open (`Image.open` raises UnidentifiedImageError); a damaged or cut body is found
-at `load()` and raises OSError; a size above `Image.MAX_IMAGE_PIXELS` raises
-DecompressionBombError before anything is allocated or a model is loaded.
+at `load()` and raises OSError; a size above `Image.MAX_IMAGE_PIXELS` warns
+(DecompressionBombWarning) and above twice it raises DecompressionBombError, as for every
+Pillow format, before anything is allocated or a model is loaded.
 
 Truncated files: SODEC entropy-codes the whole image as one stream, so a cut (or otherwise
 damaged) file has no trustworthy pixels at all, and a cut file cannot be told from a damaged one
@@ -36,7 +37,7 @@ from typing import IO, Any
 from PIL import Image, ImageFile
 
 from sodec_plugin import container
-from sodec_plugin.container import Chunk, FormatError, SDCFile
+from sodec_plugin.container import Chunk, FormatError, SDCFile, TruncatedError
 from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY, check_quality, position_to_quality
 
 FORMAT = "SODEC"
@@ -179,6 +180,7 @@ class SodecImageFile(ImageFile.ImageFile):
     format_description = "SODEC learned image codec"
     _sdc_header: SDCFile
     _sdc_scale = 1
+    _sdc_draft = False
     _sdc_done = False
 
     def _open(self) -> None:
@@ -191,7 +193,7 @@ class SodecImageFile(ImageFile.ImageFile):
         self.fp.seek(here)
         try:
             header = container.parse(head, verify=False, header_only=True)
-        except FormatError as e:
+        except TruncatedError as e:
             if len(head) >= file_size:
                 raise SyntaxError(f"broken SODEC file: {e}") from e
             head += self.fp.read()  # chunks larger than the probe: read on, still no decoding
@@ -199,6 +201,8 @@ class SodecImageFile(ImageFile.ImageFile):
                 header = container.parse(head, verify=False, header_only=True)
             except FormatError as e2:
                 raise SyntaxError(f"broken SODEC file: {e2}") from e2
+        except FormatError as e:  # hopeless whatever follows: never read the rest of the file
+            raise SyntaxError(f"broken SODEC file: {e}") from e
         self._sdc_header = dataclasses.replace(header, file_size=file_size)
         self._size = (header.width, header.height)
         self._mode = header.mode
@@ -223,16 +227,18 @@ class SodecImageFile(ImageFile.ImageFile):
         return self.getexif()._get_merged_dict()
 
     def draft(self, mode: str | None, size: tuple[int, int] | None) -> tuple[str, tuple[int, int, float, float]] | None:
-        """Decode at 1/2, 1/4 or 1/8 scale (largest not below `size`), through the fast fidelity
-        path, so `thumbnail()` skips the diffusion decoder. Like JPEG's draft: once only, before
-        load(); `mode` is not changed."""
-        if not self.tile or self._sdc_done or self._sdc_scale != 1 or not size:
+        """Decode through the fast fidelity path whenever `size` is smaller than the image, so
+        `thumbnail()` skips the diffusion decoder, and at 1/2, 1/4 or 1/8 scale (largest not
+        below `size`) where that fits. Like JPEG's draft: once only, before load(); `mode` is
+        not changed."""
+        if not self.tile or self._sdc_done or self._sdc_draft or not size:
             return None
         width, height = self.size
+        if size[0] >= width and size[1] >= height:
+            return None
         fit = min(width // max(int(size[0]), 1), height // max(int(size[1]), 1))
         scale = next((s for s in DRAFT_SCALES if fit >= s), 1)
-        if scale == 1:
-            return None
+        self._sdc_draft = True
         self._sdc_scale = scale
         self._size = (-(-width // scale), -(-height // scale))
         self.tile = [_raw_tile(self.size, self.mode)]
@@ -242,12 +248,14 @@ class SodecImageFile(ImageFile.ImageFile):
         """Before load(), decode through the fidelity path and reduce that (a fast thumbnail; the
         image itself stays unloaded); after load(), Pillow's reduce of the loaded pixels."""
         if self.tile and not self._sdc_done and factor not in (1, (1, 1)):
-            return self._decode("fidelity").reduce(factor, box)
+            out = self._decode("fidelity").reduce(factor, box)
+            out.info = self.info.copy()  # as Pillow's own reduce keeps ICC, EXIF, XMP
+            return out
         return super().reduce(factor, box)
 
     def load(self) -> Image.core.PixelAccess | None:
         if self.tile and not self._sdc_done:
-            mode = "fidelity" if self._sdc_scale > 1 else self.sodec_options.get("decode_mode", "auto")
+            mode = "fidelity" if self._sdc_draft else self.sodec_options.get("decode_mode", "auto")
             image = self._decode(mode)
             if self.fp and self._exclusive_fp:
                 self.fp.close()
@@ -316,7 +324,12 @@ class SodecImageFile(ImageFile.ImageFile):
 # ---- save -----------------------------------------------------------------------------------
 def _metadata(im: Image.Image, key: str) -> bytes | None:
     """encoderinfo[key], else im.info[key]; Image.Exif and str are converted; falsy means none."""
-    value = im.encoderinfo[key] if key in im.encoderinfo else im.info.get(key)
+    from sodec_plugin.codec import xmp_of
+
+    if key in im.encoderinfo:
+        value = im.encoderinfo[key]
+    else:
+        value = xmp_of(im.info) if key == "xmp" else im.info.get(key)
     if isinstance(value, Image.Exif):
         value = value.tobytes()
     if isinstance(value, str):

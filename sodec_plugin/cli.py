@@ -13,9 +13,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import builtin_configs
 from .hub import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif"}
 
@@ -66,6 +70,11 @@ def _out_path(src: Path, root: Path, out: str | None, suffix: str, many: bool) -
 
 def _batch(args: argparse.Namespace, suffixes: set[str], out_suffix: str,
            work: Callable[[Path, Path], None]) -> int:
+    """Run `work(src, dst)` over every input; a failure is reported and the batch goes on.
+
+    Outputs are planned before any work: two inputs that would write one file (a.png and a.jpg
+    -> a.sdc) both fail instead of one silently replacing the other, and an existing output
+    fails (or, with --skip-existing, is skipped) before its input is coded."""
     from tqdm import tqdm
 
     items = list(_inputs(args.inputs, suffixes))
@@ -73,31 +82,49 @@ def _batch(args: argparse.Namespace, suffixes: set[str], out_suffix: str,
         print("sodec: no input files", file=sys.stderr)
         return 1
     many = len(items) > 1 or any(Path(p).is_dir() for p in args.inputs)
+    plan = [(src, _out_path(src, root, args.output, out_suffix, many)) for src, root in items]
+    sources: dict[Path, list[Path]] = {}
+    for src, dst in plan:
+        sources.setdefault(dst.resolve(), []).append(src)
     failures: list[tuple[Path, str]] = []
-    for src, root in tqdm(items, disable=args.quiet or len(items) < 2, unit="img"):
-        dst = _out_path(src, root, args.output, out_suffix, many)
+    skipped = 0
+    for src, dst in tqdm(plan, disable=args.quiet or len(plan) < 2, unit="img"):
+        clash = sources[dst.resolve()]
+        if len(clash) > 1:
+            others = ", ".join(str(o) for o in clash if o != src)
+            failures.append((src, f"its output {dst} would also be written for {others}; "
+                                  "rename one or code them into separate folders"))
+            continue
+        if dst.exists() and not args.force:
+            if getattr(args, "skip_existing", False):
+                skipped += 1
+                continue
+            failures.append((src, f"{dst} exists (use --force to overwrite, or --skip-existing)"))
+            continue
         try:
             work(src, dst)
         except Exception as e:  # noqa: BLE001 - a batch goes on; every failure is reported below
             failures.append((src, f"{type(e).__name__}: {e}"))
+    if skipped and not args.quiet:
+        print(f"sodec: skipped {skipped} file(s) whose output exists", file=sys.stderr)
     for src, why in failures:
         print(f"sodec: failed {src}: {why}", file=sys.stderr)
     if failures:
-        print(f"sodec: {len(failures)} of {len(items)} files failed", file=sys.stderr)
+        print(f"sodec: {len(failures)} of {len(plan)} files failed", file=sys.stderr)
     return 1 if failures else 0
 
 
 def _compress(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .codec import compress
+    from .codec import compress, xmp_of
 
     def work(src: Path, dst: Path) -> None:
         with Image.open(src) as im:
             im.load()
             data = compress(im, model=args.model, quality=args.quality, device=args.device,
                             icc_profile=im.info.get("icc_profile"), exif=im.info.get("exif"),
-                            xmp=im.info.get("xmp"))
+                            xmp=xmp_of(im.info))
         write_atomic(dst, data, args.force)
         if not args.quiet and len(args.inputs) == 1 and Path(args.inputs[0]).is_file():
             print(f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (im.width * im.height):.4f} bpp")
@@ -113,11 +140,51 @@ def _decompress(args: argparse.Namespace) -> int:
     def work(src: Path, dst: Path) -> None:
         im = decompress(src.read_bytes(), model=args.model, device=args.device, mode=args.mode,
                         guidance=args.guidance, tile=args.tile)
-        params = {k: im.info[k] for k in ("icc_profile", "exif") if k in im.info}
         fmt = _pil_format(dst.suffix.lower() or suffix)
-        write_atomic(dst, lambda tmp: im.save(tmp, format=fmt, **params), args.force)
+        params = _metadata_params(im.info, fmt)
 
-    return _batch(args, {".sdc"}, suffix, work)
+        def save(tmp: Path) -> None:
+            try:
+                im.save(tmp, format=fmt, **params)
+            except (OSError, ValueError):
+                if im.mode not in ("RGBA", "LA"):
+                    raise
+                # The format cannot store this alpha (JPEG, PCX, BMP for LA): flatten it as a viewer would.
+                _flatten(im).save(tmp, format=fmt, **params)
+                notes.add(f"{fmt} cannot store alpha: {im.mode} images were composited on white")
+
+        write_atomic(dst, save, args.force)
+
+    notes: set[str] = set()
+    status = _batch(args, {".sdc"}, suffix, work)
+    for note in sorted(notes):
+        if not args.quiet:
+            print(f"sodec: {note}", file=sys.stderr)
+    return status
+
+
+def _metadata_params(info: dict, fmt: str) -> dict:
+    """Save arguments that carry ICC, EXIF and XMP into `fmt` (PNG takes XMP as an iTXt chunk)."""
+    params = {k: info[k] for k in ("icc_profile", "exif") if k in info}
+    xmp = info.get("xmp")
+    if xmp and fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        png = PngImagePlugin.PngInfo()
+        png.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp)
+        params["pnginfo"] = png
+    elif xmp:
+        params["xmp"] = xmp
+    return params
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """RGBA/LA over a white background (what a viewer shows), for formats without alpha."""
+    from PIL import Image
+
+    white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB" if im.mode == "RGBA" else "L")
+
 
 
 def _pil_format(suffix: str) -> str:
@@ -133,8 +200,12 @@ def _pil_format(suffix: str) -> str:
 def _info(args: argparse.Namespace) -> int:
     from .codec import read_header
 
+    items = list(_inputs(args.inputs, {".sdc"}))
+    if not items:
+        print("sodec: no input files", file=sys.stderr)
+        return 1
     status = 0
-    for src, _ in _inputs(args.inputs, {".sdc"}):
+    for src, _ in items:
         try:
             h = read_header(src.read_bytes())
         except (OSError, ValueError) as e:
@@ -181,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"model name, folder or Hub repo id (default: the bundled {DEFAULT_MODEL})")
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto")
         sp.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs")
+        sp.add_argument("--skip-existing", action="store_true",
+                        help="leave inputs whose output exists alone (resume a batch); counts as success")
         sp.add_argument("-q", "--quiet", action="store_true")
 
     c = sub.add_parser("compress", help="images -> .sdc")

@@ -7,6 +7,7 @@ never resized, and cropped back after decoding. Large images decode in overlappi
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,25 @@ def normalize_mode(im: Image.Image) -> Image.Image:
     raise ValueError(f"SODEC cannot store images of mode {im.mode!r}")
 
 
+# ICC data colour space (header bytes 16..20) that can describe each stored mode.
+_ICC_SPACE = {"RGB": b"RGB ", "RGBA": b"RGB ", "L": b"GRAY", "LA": b"GRAY"}
+
+
+def icc_for_mode(profile: bytes | None, mode: str) -> bytes | None:
+    """The profile, unless it is a real ICC profile of another colour space than `mode` (a CMYK
+    or Lab profile on pixels converted to RGB would make colour-managed viewers misrender)."""
+    if profile and len(profile) >= 40 and profile[36:40] == b"acsp" and profile[16:20] != _ICC_SPACE[mode]:
+        warnings.warn(f"ICC profile for {profile[16:20].decode('latin-1').strip()} dropped: the image is "
+                      f"stored as {mode}", stacklevel=3)
+        return None
+    return profile
+
+
+def xmp_of(info: dict[str, Any]) -> bytes | str | None:
+    """XMP as Pillow reports it: info["xmp"] (JPEG, WebP, TIFF...) or the PNG iTXt key."""
+    return info.get("xmp") or info.get("XML:com.adobe.xmp")
+
+
 def _alpha_png(alpha: Image.Image) -> bytes:
     buf = io.BytesIO()
     alpha.save(buf, format="PNG", optimize=True)
@@ -119,6 +139,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     chunks: dict[int, bytes] = {}
     if pil.mode in ("RGBA", "LA"):
         chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))
+    icc_profile = icc_for_mode(icc_profile, pil.mode)
     for kind, value in ((Chunk.ICC, icc_profile), (Chunk.EXIF, exif), (Chunk.XMP, xmp)):
         if value:
             chunks[kind] = value.encode() if isinstance(value, str) else bytes(value)

@@ -22,10 +22,17 @@ VERSION = 1
 MODES = ("RGB", "L", "RGBA", "LA")
 MAX_DIMENSION = 1 << 24
 MODEL_ID_BYTES = 4
+MAX_CHUNKS = 64
+MAX_CHUNK_BYTES = (1 << 32) - 1
 
 
 class FormatError(ValueError):
     """Bytes that are not a valid .sdc file (wrong magic, truncated, corrupt, hostile)."""
+
+
+class TruncatedError(FormatError):
+    """A length runs past the bytes given: more of the file may make them parse (a header
+    read from a prefix of the file), unlike every other FormatError."""
 
 
 class Chunk:
@@ -85,7 +92,7 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > self.end:
-            raise FormatError(f"truncated .sdc file: {what} runs past the end")
+            raise TruncatedError(f"truncated .sdc file: {what} runs past the end")
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
@@ -114,6 +121,14 @@ def pack(f: SDCFile) -> bytes:
         raise ValueError(f"size {f.width}x{f.height} outside 1..{MAX_DIMENSION}")
     if len(f.model_id) != MODEL_ID_BYTES or not 0 <= f.rate_position <= 255:
         raise ValueError("model id must be 4 bytes and rate position 0..255")
+    if len(f.chunks) > MAX_CHUNKS:
+        raise ValueError(f"{len(f.chunks)} chunks; a file holds at most {MAX_CHUNKS}")
+    for kind, body in f.chunks.items():
+        if not 0 <= kind <= 255 or (kind < Chunk.CRITICAL_LIMIT and kind not in Chunk.NAMES):
+            raise ValueError(f"chunk type {kind} is not a known critical type (< {Chunk.CRITICAL_LIMIT}) "
+                             "or an ancillary one (up to 255)")
+        if len(body) > MAX_CHUNK_BYTES:
+            raise ValueError(f"chunk {kind} is {len(body)} bytes; at most {MAX_CHUNK_BYTES}")
     flags = MODES.index(f.mode) | (0x08 if f.chunks else 0)
     out = bytearray(MAGIC)
     out += bytes([VERSION]) + _varint(f.width - 1) + _varint(f.height - 1) + bytes([flags])
@@ -156,10 +171,10 @@ def parse(data: bytes, *, verify: bool = True, header_only: bool = False) -> SDC
     rate = r.u8("rate position")
     chunks: dict[int, bytes] = {}
     if flags & 0x08:
-        count = r.varint("chunk count", 64)
+        count = r.varint("chunk count", MAX_CHUNKS)
         for _ in range(count):
             kind = r.u8("chunk type")
-            length = r.varint("chunk length", r.end - r.pos)
+            length = r.varint("chunk length", MAX_CHUNK_BYTES)
             body = r.take(length, "chunk")
             if kind in chunks:
                 raise FormatError(f"duplicate chunk type {kind}")

@@ -76,3 +76,69 @@ def test_outputs_get_the_usual_file_mode(tiny_fidelity, tmp_path):
         os.umask(old)
     assert (tmp_path / "a.sdc").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "b.png").stat().st_mode & 0o777 == 0o640
+
+
+def test_inputs_that_would_write_one_output_both_fail(tiny_fidelity, tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    kodak_crop(4, (0, 0, 32, 32)).save(src / "a.png")
+    kodak_crop(5, (0, 0, 32, 32)).save(src / "a.jpg")
+    kodak_crop(6, (0, 0, 32, 32)).save(src / "b.png")
+    out = tmp_path / "out"
+    for extra in ([], ["--force"]):  # --force must not let one input replace the other's output
+        assert main(["compress", str(src), "-o", str(out), "--model", str(tiny_fidelity), "-q", *extra]) == 1
+        err = capsys.readouterr().err
+        assert "would also be written for" in err and "2 of 3 files failed" in err
+        assert sorted(p.name for p in out.iterdir()) == ["b.sdc"]
+        (out / "b.sdc").unlink()
+
+
+def test_existing_outputs_fail_before_coding_or_are_skipped(tiny_fidelity, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i, name in enumerate(("a", "b")):
+        kodak_crop(4 + i, (0, 0, 32, 32)).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.sdc").write_bytes(b"done before")
+    import sodec_plugin.codec as codec
+
+    coded = []
+    real = codec.compress
+    monkeypatch.setattr(codec, "compress", lambda im, **kw: coded.append(1) or real(im, **kw))
+    assert main(["compress", str(src), "-o", str(out), "--model", str(tiny_fidelity), "-q"]) == 1
+    assert len(coded) == 1 and "--skip-existing" in capsys.readouterr().err  # a.png was not coded
+    (out / "b.sdc").unlink()
+    coded.clear()
+    assert main(["compress", str(src), "-o", str(out), "--model", str(tiny_fidelity), "--skip-existing"]) == 0
+    assert len(coded) == 1 and (out / "a.sdc").read_bytes() == b"done before"
+    assert "skipped 1 file" in capsys.readouterr().err
+
+
+def test_decompress_keeps_xmp_and_flattens_alpha_for_jpeg(tiny_fidelity, tmp_path, capsys):
+    from PIL import Image, PngImagePlugin
+
+    im = kodak_crop(7, (0, 0, 48, 32)).convert("RGBA")
+    im.putalpha(Image.linear_gradient("L").resize((48, 32)))
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    src = tmp_path / "in.png"
+    png = PngImagePlugin.PngInfo()
+    png.add_itxt("XML:com.adobe.xmp", xmp.decode())  # how PNG carries XMP
+    im.save(src, pnginfo=png)
+    assert main(["compress", str(src), "--model", str(tiny_fidelity), "-q"]) == 0
+    assert main(["decompress", str(tmp_path / "in.sdc"), "-o", str(tmp_path / "out.png"),
+                 "--model", str(tiny_fidelity), "-q"]) == 0
+    with Image.open(tmp_path / "out.png") as dec:
+        assert dec.mode == "RGBA" and dec.info.get("xmp") == xmp
+    assert main(["decompress", str(tmp_path / "in.sdc"), "-o", str(tmp_path / "out.jpg"),
+                 "--model", str(tiny_fidelity)]) == 0
+    assert "composited on white" in capsys.readouterr().err
+    with Image.open(tmp_path / "out.jpg") as dec:
+        assert dec.mode == "RGB" and dec.size == (48, 32)
+        # Fully transparent pixels (alpha 0 at the gradient's top) come out white.
+        assert min(dec.getpixel((x, 0))[0] for x in range(48)) > 240
+
+
+def test_info_without_sdc_files_fails(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 1
+    assert "no input files" in capsys.readouterr().err

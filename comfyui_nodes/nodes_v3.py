@@ -68,8 +68,9 @@ class SODECEncode(io.ComfyNode):
         return v3_schema("SODECEncode")
 
     @classmethod
-    def execute(cls, image: Any, sodec_model: Any, quality: int = core.DEFAULT_QUALITY) -> io.NodeOutput:
-        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality)
+    def execute(cls, image: Any, sodec_model: Any, quality: int = core.DEFAULT_QUALITY,
+                mask: Any = None) -> io.NodeOutput:
+        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask)
 
 
 class SODECDecode(io.ComfyNode):
@@ -99,7 +100,7 @@ class SODECSave(io.ComfyNode):
 
 
 class SODECLoad(io.ComfyNode):
-    """An .sdc file from the input folder -> SODEC_BITSTREAM."""
+    """An .sdc file from the input or output folder -> SODEC_BITSTREAM."""
 
     @classmethod
     def define_schema(cls) -> io.Schema:

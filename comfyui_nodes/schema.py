@@ -57,9 +57,9 @@ def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", devic
     return (handle,), {"text": [handle.describe()]}
 
 
-def run_encode(image: Any, sodec_model: core.SODECModelHandle,
-               quality: int = core.DEFAULT_QUALITY) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    bits = core.encode_images(sodec_model, image, int(quality))
+def run_encode(image: Any, sodec_model: core.SODECModelHandle, quality: int = core.DEFAULT_QUALITY,
+               mask: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    bits = core.encode_images(sodec_model, image, int(quality), mask=mask)
     return (bits, bits.mean_bpp()), {"text": bits.summary()}
 
 
@@ -106,6 +106,8 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             MODEL_IN,
             In("quality", "INT", "1 (smallest files) to 100 (best quality): the model's rate points.",
                core.DEFAULT_QUALITY, min=1, max=100, step=1),
+            In("mask", "MASK", "Optional transparency (1 = transparent, as Load Image gives it): stored exactly "
+               "as the image's alpha; SODEC Decode gives it back as its MASK.", optional=True),
         ),
         (Out(core.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
          Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),
@@ -146,9 +148,10 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
     ),
     NodeDef(
         "SODECLoad", "SODEC Load",
-        "Reads an .sdc file from the input folder as a SODEC bitstream (ComfyUI's Load Image can also open .sdc "
-        "files directly, decoding them with the model the file names).",
-        (In("sdc_file", "COMBO", ".sdc files in the input folder.", None, core.list_sdc_files),),
+        "Reads an .sdc file from the input or output folder as a SODEC bitstream (ComfyUI's Load Image can also "
+        "open .sdc files directly, decoding them with the model the file names).",
+        (In("sdc_file", "COMBO", ".sdc files in the input folder, then those in the output folder (marked "
+            "[output]: what SODEC Save wrote).", None, core.list_sdc_files),),
         (Out(core.BITSTREAM_TYPE, "bitstream", "The file's bitstream."),
          Out("FLOAT", "bpp", "The file's bits per pixel.")),
         run_load,

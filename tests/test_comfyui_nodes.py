@@ -189,6 +189,24 @@ def test_alpha_becomes_mask(tiny_fidelity: Path) -> None:
     assert torch.equal(mask[0, :20], torch.ones(20, 56)) and not mask[0, 20:].any()
 
 
+def test_mask_input_is_stored_as_alpha(tiny_fidelity: Path) -> None:
+    handle = load(tiny_fidelity)
+    image = comfy_image(kodak_crop(3, (0, 0, 56, 40)), kodak_crop(4, (0, 0, 56, 40)))
+    mask = torch.zeros(1, 40, 56)
+    mask[:, 10:30, 8:48] = torch.linspace(0, 1, 40)  # one mask for the batch, partial transparency
+    bits = call("SODECEncode", image=image, sodec_model=handle, quality=75, mask=mask)["result"][0]
+    assert [h["mode"] for h in bits.headers()] == ["RGBA", "RGBA"]
+    images, masks = call("SODECDecode", bitstream=bits, sodec_model=handle, decode_path="fidelity", guidance=1.0,
+                         tile_size=768)["result"]
+    assert images.shape == (2, 40, 56, 3)
+    assert torch.allclose(masks, mask.expand(2, -1, -1), atol=0.5 / 255)  # alpha is lossless at 8 bits
+    # Load Image's mask of an image without alpha (64x64 zeros) stores nothing; a real mismatch is refused.
+    plain = call("SODECEncode", image=image, sodec_model=handle, quality=75, mask=torch.zeros(1, 64, 64))
+    assert [h["mode"] for h in plain["result"][0].headers()] == ["RGB", "RGB"]
+    with pytest.raises(ValueError, match="the mask is 64x64"):
+        call("SODECEncode", image=image, sodec_model=handle, quality=75, mask=torch.ones(1, 64, 64))
+
+
 def test_batch_of_mixed_sizes_is_refused(tiny_fidelity: Path) -> None:
     handle = load(tiny_fidelity)
     a = core.encode_images(handle, comfy_image(kodak_crop(1, (0, 0, 64, 64))))
@@ -246,6 +264,19 @@ def test_load_from_input_folder(tiny_fidelity: Path, dirs: dict[str, Path]) -> N
     assert cls.IS_CHANGED("sub/a.sdc") != before
     with pytest.raises(FormatError):
         call("SODECLoad", sdc_file="sub/a.sdc")
+
+
+def test_load_what_save_wrote(tiny_fidelity: Path, dirs: dict[str, Path]) -> None:
+    handle = load(tiny_fidelity)
+    bits = core.encode_images(handle, comfy_image(kodak_crop(8, (0, 0, 64, 64))))
+    saved = call("SODECSave", bitstream=bits, filename_prefix="sodec/mine")["ui"]["sdc"][0]
+    cls = comfyui_nodes.NODE_CLASS_MAPPINGS["SODECLoad"]
+    choice = f"sodec/{saved['filename']} [output]"
+    assert cls.INPUT_TYPES()["required"]["sdc_file"][0] == [choice]
+    assert cls.VALIDATE_INPUTS(choice) is True
+    assert "outside the output folder" in cls.VALIDATE_INPUTS("../x.sdc [output]")
+    loaded = call("SODECLoad", sdc_file=choice)["result"][0]
+    assert loaded.files == bits.files and loaded.names == [saved["filename"]]
 
 
 # ---- models ------------------------------------------------------------------------------------------

@@ -46,15 +46,16 @@ class Codec:
 
 CODECS: dict[str, Codec] = {
     "jpeg": Codec("JPEG", lambda q: {"quality": int(q), "optimize": True, "subsampling": "4:2:0"}, 1, 100,
-                  scale="libjpeg quality 1-100"),
-    "webp": Codec("WEBP", lambda q: {"quality": int(q), "method": 6}, 0, 100, scale="libwebp quality 0-100"),
+                  scale="libjpeg quality 1-100, 4:2:0, optimized Huffman tables"),
+    "webp": Codec("WEBP", lambda q: {"quality": int(q), "method": 6}, 0, 100,
+                  scale="libwebp quality 0-100, method 6 (slowest, best)"),
     "avif": Codec("AVIF", lambda q: {"quality": int(q), "speed": 6, "max_threads": 1, "subsampling": "4:2:0"},
-                  0, 100, scale="libavif quality 0-100"),
+                  0, 100, scale="libavif (aom) quality 0-100, 4:2:0, speed 6, one thread"),
     "jpeg2000": Codec("JPEG2000", lambda q: {"quality_mode": "dB", "quality_layers": [float(q)],
                                              "irreversible": True, "mct": 1, "no_jp2": True},
-                      15.0, 60.0, integer=False, scale="OpenJPEG target PSNR 15-60 dB"),
+                      15.0, 60.0, integer=False, scale="OpenJPEG target PSNR 15-60 dB, 9/7 wavelet, colour transform"),
     "jxl": Codec("JXL", lambda q: {"quality": int(q), "effort": 7, "num_threads": 1}, 0, 99, plugin="pillow_jxl",
-                 scale="libjxl quality 0-99"),
+                 scale="libjxl quality 0-99, effort 7, one thread"),
 }
 
 

@@ -96,8 +96,14 @@ def summarize(rows: Sequence[dict[str, Any]], extra_metrics: Sequence[str] = ())
     return out
 
 
+def _distinct(rates: Sequence[float], quality: Sequence[float]) -> int:
+    """Distinct finite points of a curve (a baseline at its rate floor repeats one encode)."""
+    return len({(r, q) for r, q in zip(rates, quality, strict=True) if math.isfinite(q)})
+
+
 def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequence[str]) -> list[dict[str, Any]]:
-    """BD-rate (and BD-quality) of `codec_name` against each baseline on the averaged curves, per metric."""
+    """BD-rate (and BD-quality) of `codec_name` against each baseline on the curves averaged over images
+    (CompressAI's convention), per metric."""
     def curve(codec: str, key: str) -> tuple[list[float], list[float]]:
         pts = [s for s in summary if s["codec"] == codec]
         return [s["bpp"] for s in pts], [s[key] for s in pts]
@@ -113,7 +119,7 @@ def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequ
             hi = min(max(fa), max(fb)) if fa and fb else math.nan
             out.append({"codec": codec_name, "baseline": base, "metric": key, "bd_rate_pct": bd_rate(ra, da, rb, db),
                         "bd_quality": bd_psnr(ra, da, rb, db), "range_low": lo, "range_high": hi,
-                        "points_codec": len(fa), "points_baseline": len(fb)})
+                        "points_codec": _distinct(ra, da), "points_baseline": _distinct(rb, db)})
     return out
 
 
@@ -308,8 +314,8 @@ def format_markdown(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"## BD-rate of {name} against each baseline", "",
               "Negative BD-rate: fewer bits than the baseline for the same quality. BD-quality: mean quality gain "
-              "at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard over the shared range; n/a when the curves "
-              "do not overlap.", ""]
+              "at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard on the curves averaged over images "
+              "(CompressAI's convention), over the shared range; n/a when the curves do not overlap.", ""]
     lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) |", "|---|---|---|---|---|"]
     for b in result["bdrate"]:
         rng = f"{_fmt(b['range_low'], 2)} to {_fmt(b['range_high'], 2)}" if b["range_high"] > b["range_low"] \
@@ -323,5 +329,5 @@ def format_markdown(result: dict[str, Any]) -> str:
     lines += [f"- {s}" for s in result.get("perceptual_status", [])]
     baseline_scales = [f"- {b}: {CODECS[b].scale}" for b in result.get("baselines", []) if b in CODECS]
     if baseline_scales:
-        lines += ["", "## Baseline quality scales", "", *baseline_scales]
+        lines += ["", "## Baseline settings", "", *baseline_scales]
     return "\n".join(lines) + "\n"

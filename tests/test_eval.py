@@ -356,3 +356,21 @@ def test_default_qualities_of_a_single_rate_point_model():
     from sodec_plugin.eval.run import default_qualities
 
     assert default_qualities(0, 1) == [100.0]
+
+
+def test_bd_table_reports_the_mean_of_per_image_bd_rates():
+    from sodec_plugin.eval.report import bd_table, summarize
+
+    rows = []
+    for image, offset in (("a.png", 0.0), ("b.png", 6.0)):  # two images at very different qualities
+        for i, bpp in enumerate((0.1, 0.2, 0.4, 0.8)):
+            psnr = 25.0 + offset + 3.0 * i
+            common = {"image": image, "width": 8, "height": 8, "point": float(i), "quality": float(i),
+                      "target_bpp": math.nan, "bytes": 1, "ms_ssim": 0.9, "ms_ssim_db": psnr / 3, "enc_s": 0.0,
+                      "dec_s": 0.0}
+            rows.append({**common, "codec": "A", "bpp": bpp / 2, "psnr": psnr})  # half the bits of B everywhere
+            rows.append({**common, "codec": "B", "bpp": bpp, "psnr": psnr})
+    table = bd_table(summarize(rows, []), "A", ["B"], rows)
+    psnr_row = next(t for t in table if t["metric"] == "psnr")
+    assert psnr_row["bd_rate_pct_per_image"] == pytest.approx(-50.0) and psnr_row["images_compared"] == 2
+    assert psnr_row["points_codec"] == psnr_row["points_baseline"] == 4

@@ -35,7 +35,7 @@ ROW_FIELDS = ["image", "width", "height", "codec", "point", "quality", "target_b
               "ms_ssim_db", "enc_s", "dec_s"]
 SUMMARY_FIELDS = ["codec", "point", "images", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s"]
 BD_FIELDS = ["codec", "baseline", "metric", "bd_rate_pct", "bd_quality", "range_low", "range_high", "points_codec",
-             "points_baseline"]
+             "points_baseline", "bd_rate_pct_per_image", "images_compared"]
 BD_METRICS = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)"}
 
 
@@ -101,25 +101,34 @@ def _distinct(rates: Sequence[float], quality: Sequence[float]) -> int:
     return len({(r, q) for r, q in zip(rates, quality, strict=True) if math.isfinite(q)})
 
 
-def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequence[str]) -> list[dict[str, Any]]:
+def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequence[str],
+             rows: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """BD-rate (and BD-quality) of `codec_name` against each baseline on the curves averaged over images
-    (CompressAI's convention), per metric."""
-    def curve(codec: str, key: str) -> tuple[list[float], list[float]]:
-        pts = [s for s in summary if s["codec"] == codec]
+    (CompressAI's convention), per metric; with `rows`, also the mean of the per-image BD-rates (the
+    averaged curves can flatter a codec whose images differ in slope)."""
+    def curve(points: Sequence[dict[str, Any]], codec: str, key: str) -> tuple[list[float], list[float]]:
+        pts = [s for s in points if s["codec"] == codec]
         return [s["bpp"] for s in pts], [s[key] for s in pts]
 
+    by_image: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_image.setdefault(r["image"], []).append(r)
     out = []
     for base in baselines:
         for key in BD_METRICS:
-            ra, da = curve(codec_name, key)
-            rb, db = curve(base, key)
+            ra, da = curve(summary, codec_name, key)
+            rb, db = curve(summary, base, key)
             fa = [d for d in da if math.isfinite(d)]
             fb = [d for d in db if math.isfinite(d)]
             lo = max(min(fa), min(fb)) if fa and fb else math.nan
             hi = min(max(fa), max(fb)) if fa and fb else math.nan
+            per_image = [bd_rate(*curve(rs, codec_name, key), *curve(rs, base, key)) for rs in by_image.values()]
+            per_image = [v for v in per_image if math.isfinite(v)]
             out.append({"codec": codec_name, "baseline": base, "metric": key, "bd_rate_pct": bd_rate(ra, da, rb, db),
                         "bd_quality": bd_psnr(ra, da, rb, db), "range_low": lo, "range_high": hi,
-                        "points_codec": _distinct(ra, da), "points_baseline": _distinct(rb, db)})
+                        "points_codec": _distinct(ra, da), "points_baseline": _distinct(rb, db),
+                        "bd_rate_pct_per_image": sum(per_image) / len(per_image) if per_image else math.nan,
+                        "images_compared": len(per_image)})
     return out
 
 
@@ -208,7 +217,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         "perceptual_status": status,
         "rows": rows,
         "summary": summary,
-        "bdrate": bd_table(summary, codec_name, used),
+        "bdrate": bd_table(summary, codec_name, used, rows),
         "files": {},
     }
     if out_dir is not None:
@@ -316,12 +325,15 @@ def format_markdown(result: dict[str, Any]) -> str:
               "Negative BD-rate: fewer bits than the baseline for the same quality. BD-quality: mean quality gain "
               "at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard on the curves averaged over images "
               "(CompressAI's convention), over the shared range; n/a when the curves do not overlap.", ""]
-    lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) |", "|---|---|---|---|---|"]
+    lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) | BD-rate per image, mean (%) |",
+              "|---|---|---|---|---|---|"]
     for b in result["bdrate"]:
         rng = f"{_fmt(b['range_low'], 2)} to {_fmt(b['range_high'], 2)}" if b["range_high"] > b["range_low"] \
             else "none"
+        per_image = b.get("bd_rate_pct_per_image", math.nan)
         lines.append(f"| {b['baseline']} | {BD_METRICS.get(b['metric'], b['metric'])} | {_fmt(b['bd_rate_pct'], 2)} "
-                     f"| {_fmt(b['bd_quality'], 3)} | {rng} |")
+                     f"| {_fmt(b['bd_quality'], 3)} | {rng} | {_fmt(per_image, 2)} ({b.get('images_compared', 0)} "
+                     "images) |")
     if result.get("skipped"):
         lines += ["", "Skipped baselines:", ""]
         lines += [f"- {k}: {v}" for k, v in result["skipped"].items()]

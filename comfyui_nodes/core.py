@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,15 +284,19 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     return torch.float32
 
 
-_PATCHERS: dict[tuple[int, str], Any] = {}
+# Weak: a patcher lives as long as a handle (a cached loader output) or ComfyUI's model management
+# holds it, so models the graph no longer uses can be freed; while it lives its model does too, so
+# the id() in the key cannot be reused by another model.
+_PATCHERS: weakref.WeakValueDictionary[tuple[int, str], Any] = weakref.WeakValueDictionary()
 
 
 def _patcher_for(model: Any, load_device: Any, offload_device: Any) -> Any:
     """One ComfyUI ModelPatcher per (engine model, device), so ComfyUI can load, offload and free it like
     its own models. The engine model hangs under a plain holder module: ModelPatcher writes `.device`."""
     key = (id(model), str(load_device))
-    if key in _PATCHERS:
-        return _PATCHERS[key]
+    known = _PATCHERS.get(key)
+    if known is not None:
+        return known
     model_patcher = comfy_module("comfy.model_patcher")
     if model_patcher is None:
         import importlib

@@ -7,6 +7,7 @@ name, its folder, a Hub id) resolves to one folder and one digest, so it is load
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,12 @@ if TYPE_CHECKING:
 
     from .models.sodec import SODECModel
 
+# Models kept for reuse, least recently used first; beyond this many the oldest is dropped from the
+# cache (a caller still holding it keeps it), so a long-running process (a ComfyUI server switching
+# between multi-GB diffusion models) does not keep every model it ever loaded.
+MAX_CACHED_MODELS = 4
 _lock = threading.Lock()
-_by_key: dict[tuple[str, str, str], SODECModel] = {}
+_by_key: OrderedDict[tuple[str, str, str], SODECModel] = OrderedDict()
 _key_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _load_count = 0
 
@@ -60,6 +65,7 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
     key = (str(Path(folder).resolve()), dev, str(dt))
     with _lock:
         if key in _by_key:
+            _by_key.move_to_end(key)
             return _by_key[key]
         klock = _key_locks.setdefault(key, threading.Lock())
     with klock:
@@ -74,10 +80,14 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
         with _lock:
             for (_, d2, t2), other in _by_key.items():  # same weights reached by another name
                 if other.digest == model.digest and (d2, t2) == (dev, str(dt)):
-                    _by_key[key] = other
-                    return other
+                    model = other
+                    break
+            else:
+                _load_count += 1
             _by_key[key] = model
-            _load_count += 1
+            while len(_by_key) > MAX_CACHED_MODELS:
+                old_key, _ = _by_key.popitem(last=False)
+                _key_locks.pop(old_key, None)
         return model
 
 

@@ -62,6 +62,23 @@ def test_threads_share_one_instance(tiny_fidelity, tmp_path):
     assert engine.load_count() - before == 1 and all(g is got[0] for g in got)
 
 
+def test_cache_keeps_the_most_recently_used_models(tmp_path, monkeypatch):
+    from sodec_plugin.testing import save_tiny_model
+
+    monkeypatch.setattr(engine, "MAX_CACHED_MODELS", 2)
+    engine.clear()
+    folders = [save_tiny_model(tmp_path / f"m{i}", diffusion=False, seed=i) for i in range(3)]
+    before = engine.load_count()
+    a, b = sp.load_model(str(folders[0])), sp.load_model(str(folders[1]))
+    assert sp.load_model(str(folders[0])) is a  # a is now the most recent
+    sp.load_model(str(folders[2]))  # evicts b, the least recently used
+    assert engine.load_count() - before == 3
+    assert sp.load_model(str(folders[0])) is a and engine.load_count() - before == 3
+    assert sp.load_model(str(folders[1])) is not b and engine.load_count() - before == 4
+    assert engine.loaded_model_for(b.digest[:8]) is not None  # reloaded: same weights, new instance
+    engine.clear()
+
+
 def test_threads_encode_and_decode_like_one_thread(tiny_fidelity):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -31,9 +31,9 @@ Quality: a number from 1 to 100 (default 75; anything else raises ValueError), m
 onto the model's rate positions: ``position = round((quality - 1) / 99 * max_position)`` with
 ``max_position = (number of rate points - 1) * rate_substeps``. Quality 1 is the lowest rate
 point (smallest files), 100 the highest, and positions between two rate points interpolate the
-gains in 1/rate_substeps steps. For sodec-lite-2, the bundled default (9 rate points, 16 substeps),
-positions run 0..128 and quality 75 is position 96, rate point 6; for the first release sodec-lite
-(8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. On reading,
+gains in 1/rate_substeps steps. For the bundled releases since sodec-lite-2 (9 rate points, 16
+substeps), positions run 0..128 and quality 75 is position 96, rate point 6; for the first release
+sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. On reading,
 ``info["quality"] = round(1 + 99 * position / max_position)``, the quality of that position.
 
 Modes: RGB, L, RGBA and LA are stored as they are; the alpha of RGBA and LA is kept exactly

@@ -16,7 +16,7 @@ from .config import CONFIG_NAME, WEIGHTS_NAME
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The newest release is the default; earlier ones stay bundled so that their files decode.
-DEFAULT_MODEL = "sodec-lite-2"
+DEFAULT_MODEL = "sodec-lite-3"
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -109,6 +109,8 @@ def write_model_card(folder: str | Path, model: Any, training: dict[str, Any]) -
     base = (f"- Base diffusion model: `{cfg.diffusion.base_model}` (revision {cfg.diffusion.base_revision or 'main'})"
             f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion
             else "- Decoder: fidelity decoder only (no diffusion path)")
+    # A bundled release is loaded by its name; any other folder by its path (or its Hub id once pushed).
+    ref = cfg.name if Path(folder).resolve().parent == WEIGHTS_DIR else str(folder)
     listed = (f"\nThe {len(training['data_list'])} training files are listed in the weights' metadata "
               "(`training.data_list` in model.safetensors).\n" if training.get("data_list") else "")
     text = f"""---
@@ -128,7 +130,7 @@ Image Compression", Chen et al., AAAI 2026), made with the `sodec_plugin` packag
 ## Use
 ```python
 import sodec_plugin
-model = sodec_plugin.load_model("{folder}")
+model = sodec_plugin.load_model("{ref}")
 data = sodec_plugin.compress("photo.png", model=model, quality=50)
 image = sodec_plugin.decompress(data, model=model)
 ```

@@ -179,6 +179,11 @@ def builtin_configs() -> dict[str, SODECConfig]:
             name="sodec-lite-3",
             rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
         ),
+        # In training (not released): sodec-lite-3 continued.
+        "sodec-lite-4": SODECConfig(
+            name="sodec-lite-4",
+            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
+        ),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

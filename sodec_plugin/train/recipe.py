@@ -93,5 +93,8 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # 12,500 steps from sodec-lite-2: BD-rate on Kodak -26.0% vs -12.2% against sodec-lite-2. At
     # 128 px the hyper latent z is 2x2, so the hyperprior never sees the context of a real photo.
     lite3 = TrainRecipe(seed=4, stage1=StageRecipe(steps=12500, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
-    return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "tiny": tiny,
+    # sodec-lite-4 (in training): sodec-lite-3 continued on 256 px crops for longer.
+    lite4 = TrainRecipe(seed=5, stage1=StageRecipe(steps=25000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
+            "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

@@ -277,3 +277,51 @@ def test_example_workflow(comfy: Comfy) -> None:
         assert b.size == size
         if wf[ids["SODECDecode"]]["inputs"]["guidance"] == 1.0 and wf[ids["SODECDecode"]]["inputs"]["tile_size"] == 768:
             assert a.tobytes() == b.tobytes()  # Pillow decodes with the engine defaults
+
+
+def test_transparency_survives_a_graph(comfy: Comfy) -> None:
+    """Load Image splits alpha into a MASK; SODECEncode stores it; SODECLoad reads back what SODECSave
+    wrote (an "[output]" entry) and SODECDecode gives the mask again."""
+    from PIL import Image
+
+    import sodec_plugin
+
+    image_name, size = comfy.image
+    with Image.open(comfy.base / "input" / image_name) as im:
+        rgba = im.convert("RGBA")
+    alpha = Image.linear_gradient("L").resize(rgba.size)
+    rgba.putalpha(alpha)
+    rgba.save(comfy.base / "input" / "sodec_e2e_alpha.png")
+    loader = {"class_type": "SODECModelLoader", "inputs": {"model_name": comfy.model_name, "hub_repo_id": "",
+                                                           "revision": "", "device": "cpu", "dtype": "auto"}}
+    saved = comfy.run({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "sodec_e2e_alpha.png"}},
+        "2": loader,
+        "3": {"class_type": "SODECEncode", "inputs": {"image": ["1", 0], "sodec_model": ["2", 0], "quality": 75,
+                                                      "mask": ["1", 1]}},
+        "4": {"class_type": "SODECSave", "inputs": {"bitstream": ["3", 0], "filename_prefix": "sodec/e2e_alpha"}},
+    })["4"]["sdc"][0]
+    sdc = comfy.file(saved)
+    assert sodec_plugin.read_header(sdc.read_bytes())["mode"] == "RGBA"
+    choice = f"{saved['subfolder']}/{saved['filename']} [output]"
+    _, info = http_json(comfy.url + "/object_info/SODECLoad")
+    entry = info["SODECLoad"]["input"]["required"]["sdc_file"]
+    options = entry[0] if isinstance(entry[0], list) else entry[1]["options"]  # V1 list, V3 "COMBO" + options
+    assert choice in options
+    out = comfy.run({
+        "10": {"class_type": "SODECLoad", "inputs": {"sdc_file": choice}},
+        "2": loader,
+        "11": {"class_type": "SODECDecode", "inputs": {"bitstream": ["10", 0], "sodec_model": ["2", 0],
+                                                       "decode_path": "fidelity", "guidance": 1.0,
+                                                       "tile_size": 768}},
+        "12": {"class_type": "MaskToImage", "inputs": {"mask": ["11", 1]}},
+        "13": {"class_type": "SaveImage", "inputs": {"images": ["12", 0], "filename_prefix": "sodec/e2e_mask"}},
+    })
+    with Image.open(comfy.file(out["13"]["images"][0])) as mask_image:
+        got = mask_image.convert("L")
+    assert got.size == size
+    # MASK is 1 - alpha; the alpha plane is stored losslessly (8-bit), so the mask comes back exactly.
+    expected = Image.eval(alpha, lambda v: 255 - v)
+    import numpy as np
+
+    assert np.abs(np.asarray(got, dtype=int) - np.asarray(expected, dtype=int)).max() <= 1

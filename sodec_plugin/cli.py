@@ -59,6 +59,14 @@ def _inputs(paths: list[str], suffixes: set[str]) -> Iterable[tuple[Path, Path]]
             yield p, p.parent
 
 
+def _collect(paths: list[str], suffixes: set[str]) -> list[tuple[Path, Path]]:
+    """Every input (see _inputs); an empty result is reported, and the caller exits 1."""
+    items = list(_inputs(paths, suffixes))
+    if not items:
+        print("sodec: no input files", file=sys.stderr)
+    return items
+
+
 def _out_path(src: Path, root: Path, out: str | None, suffix: str, many: bool) -> Path:
     if out is None:
         return src.with_suffix(suffix)
@@ -77,9 +85,8 @@ def _batch(args: argparse.Namespace, suffixes: set[str], out_suffix: str,
     fails (or, with --skip-existing, is skipped) before its input is coded."""
     from tqdm import tqdm
 
-    items = list(_inputs(args.inputs, suffixes))
+    items = _collect(args.inputs, suffixes)
     if not items:
-        print("sodec: no input files", file=sys.stderr)
         return 1
     many = len(items) > 1 or any(Path(p).is_dir() for p in args.inputs)
     plan = [(src, _out_path(src, root, args.output, out_suffix, many)) for src, root in items]
@@ -200,9 +207,8 @@ def _pil_format(suffix: str) -> str:
 def _info(args: argparse.Namespace) -> int:
     from .codec import read_header
 
-    items = list(_inputs(args.inputs, {".sdc"}))
+    items = _collect(args.inputs, {".sdc"})
     if not items:
-        print("sodec: no input files", file=sys.stderr)
         return 1
     status = 0
     for src, _ in items:

@@ -135,7 +135,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
         lat = comp.encode(x, position)
     z_tab, y_tab = comp.tables()
     z_stream = entropy.encode(lat.z_symbols, comp.z_indexes((1, *lat.z_symbols.shape)), z_tab)
-    y_stream = entropy.encode(lat.y_symbols, lat.y_indexes, y_tab)
+    y_stream = entropy.encode(comp.scan(lat.y_symbols), comp.scan(lat.y_indexes), y_tab)
     chunks: dict[int, bytes] = {}
     if pil.mode in ("RGBA", "LA"):
         chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))
@@ -197,8 +197,9 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
     try:
         z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
         z_hat = comp.z_hat_from_symbols(z_sym)
-        means, indexes = comp.y_parameters(z_hat, f.rate_position)
-        y_sym = entropy.decode(f.y_stream, indexes, y_tab).reshape(indexes.shape[1:])
+        y_shape = (m.cfg.latent_channels, z_shape[2] * 4, z_shape[3] * 4)  # P upsamples z 4x
+        stream = entropy.StreamDecoder(f.y_stream, int(np.prod(y_shape)), y_tab)
+        y_sym, _, means = comp.code_y(z_hat, f.rate_position, lambda _m, idx, _p: stream.read(idx))
     except entropy.EntropyError as e:
         raise FormatError(f"corrupt .sdc streams: {e}") from e
     y_hat = comp.y_hat_from_symbols(y_sym, means, f.rate_position)

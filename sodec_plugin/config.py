@@ -95,6 +95,10 @@ class SODECConfig:
     prior_activation_bits: int = 8
     prior_output_bits: int = 8
     gain_bits: int = 12
+    # Context model of y: "none" (the hyperprior alone) or "checkerboard" (a second coding pass
+    # refined from the decoded half, He et al. 2021; context_channels wide).
+    context_model: str = "none"
+    context_channels: int = 64
     diffusion: DiffusionConfig | None = None
     # Training data and recipe are provenance, kept in the weights' metadata, not here.
     extra: dict[str, Any] = field(default_factory=dict)

@@ -120,24 +120,43 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> byte
     return RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
 
 
-def decode(data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray:
-    """Decode len(indexes) symbols; reads stay inside a zero-padded copy of `data`."""
-    from compressai.ans import RansDecoder
+class StreamDecoder:
+    """Reads one stream in successive parts (a context model's passes); `total` symbols at most.
 
-    indexes = indexes.reshape(-1).astype(np.int32)
-    if indexes.size and (indexes.min() < 0 or indexes.max() >= table.cdf.shape[0]):
-        raise EntropyError("entropy index out of range")
-    needed = 4 * (2 + indexes.size)
-    if len(data) > needed + 8:
-        raise EntropyError("stream is longer than its symbols can use")
-    padded = bytes(data) + bytes(needed - len(data) + 8) if len(data) < needed + 8 else bytes(data)
-    cdf, length, offset = table.lists
-    # One stream, decoded a chunk of symbols at a time: the Python lists compressai takes and
-    # returns stay bounded (8 bytes per symbol each) however large the image.
-    decoder = RansDecoder()
-    decoder.set_stream(padded)
-    out = np.empty(indexes.size, dtype=np.int32)
-    for start in range(0, indexes.size, DECODE_CHUNK):
-        part = indexes[start:start + DECODE_CHUNK].tolist()
-        out[start:start + len(part)] = decoder.decode_stream(part, cdf, length, offset)
-    return out
+    The stream is zero-padded once for all of them, so reads stay inside the buffer whatever the
+    bytes say, and the Python lists compressai takes and returns stay bounded (DECODE_CHUNK
+    symbols per call) however large the image.
+    """
+
+    def __init__(self, data: bytes, total: int, table: CodingTable) -> None:
+        from compressai.ans import RansDecoder
+
+        needed = 4 * (2 + total)
+        if len(data) > needed + 8:
+            raise EntropyError("stream is longer than its symbols can use")
+        padded = bytes(data) + bytes(needed - len(data) + 8) if len(data) < needed + 8 else bytes(data)
+        self.table = table
+        self.left = total
+        self._decoder = RansDecoder()
+        self._decoder.set_stream(padded)
+
+    def read(self, indexes: np.ndarray) -> np.ndarray:
+        """The next len(indexes) symbols, shaped like `indexes`."""
+        shape = indexes.shape
+        indexes = indexes.reshape(-1).astype(np.int32)
+        if indexes.size > self.left:
+            raise EntropyError("more symbols read than the stream was sized for")
+        if indexes.size and (indexes.min() < 0 or indexes.max() >= self.table.cdf.shape[0]):
+            raise EntropyError("entropy index out of range")
+        self.left -= indexes.size
+        cdf, length, offset = self.table.lists
+        out = np.empty(indexes.size, dtype=np.int32)
+        for start in range(0, indexes.size, DECODE_CHUNK):
+            part = indexes[start:start + DECODE_CHUNK].tolist()
+            out[start:start + len(part)] = self._decoder.decode_stream(part, cdf, length, offset)
+        return out.reshape(shape)
+
+
+def decode(data: bytes, indexes: np.ndarray, table: CodingTable) -> np.ndarray:
+    """Decode len(indexes) symbols (flat); reads stay inside a zero-padded copy of `data`."""
+    return StreamDecoder(data, indexes.size, table).read(indexes.reshape(-1))

@@ -105,10 +105,11 @@ def save_tiny_base(cfg: SODECConfig, folder: str | Path, seed: int = 0) -> tuple
 
 
 def save_tiny_model(path: str | Path, *, diffusion: bool = True, hub_cache: str | Path | None = None,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, context: bool = False) -> Path:
     """A tiny random SODEC model at `path` (config.json + model.safetensors).
 
-    diffusion=False gives a fidelity-only model. With diffusion=True the base weights go to
+    diffusion=False gives a fidelity-only model; context=True adds a checkerboard context model
+    (with a random, not an identity, head so that it changes what is coded). With diffusion=True the base weights go to
     `hub_cache` under the config's repo ids (load with HF_HUB_OFFLINE=1 and HF_HUB_CACHE set to
     it), or, without a cache, to `path/base/` with the config naming those local folders.
     """
@@ -116,11 +117,15 @@ def save_tiny_model(path: str | Path, *, diffusion: bool = True, hub_cache: str 
     cfg = builtin_configs()["tiny"]
     if not diffusion:
         cfg = dataclasses.replace(cfg, diffusion=None, name="tiny-fidelity")
+    if context:
+        cfg = dataclasses.replace(cfg, context_model="checkerboard", context_channels=4, name=cfg.name + "-context")
     torch.manual_seed(seed)
     model = SODECModel(cfg)
     with torch.no_grad():  # large gains so that random latents give non-trivial streams
         model.compression.gain.mul_(30.0)
         model.compression.inverse_gain.div_(30.0)
+        if context:
+            torch.nn.init.normal_(model.compression.context.head.weight, std=0.1)
     if cfg.diffusion is not None:
         with tempfile.TemporaryDirectory() as tmp:
             sd, vit = save_tiny_base(cfg, tmp, seed)

@@ -64,11 +64,11 @@ def test_lora_fused_at_load_equals_the_adapter(tiny_full, tmp_path):
 
 
 def test_exact_prior_does_not_depend_on_its_row_bands(tiny_fidelity, monkeypatch):
-    from sodec_plugin.models import prior
+    from sodec_plugin.models import fixed_point
 
     m = SODECModel.from_folder(tiny_fidelity)
     z = torch.randint(-6, 7, (1, m.cfg.hyper_latent_channels, 6, 5)).double()
     whole = _params(m, z, 3)
-    monkeypatch.setattr(prior, "_BAND_BYTES", 1)  # one row per band
+    monkeypatch.setattr(fixed_point, "BAND_BYTES", 1)  # one row per band
     banded = _params(m, z, 3)
     assert np.array_equal(whole[0], banded[0]) and np.array_equal(whole[1], banded[1])

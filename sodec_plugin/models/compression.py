@@ -9,6 +9,7 @@ gain before rounding, and the prior's means and scales are scaled by the same ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,10 @@ from torch import nn
 
 from ..config import SODECConfig
 from ..entropy import CodingTable, build_indexes, gaussian_pmfs
+from .context import CheckerboardContext, anchor_mask
 from .prior import PriorSynthesis
+
+CONTEXT_MODELS = ("none", "checkerboard")
 
 
 def _down(cin: int, cout: int) -> nn.Conv2d:
@@ -73,6 +77,12 @@ class CompressionModule(nn.Module):
         self.hyper_analysis = HyperAnalysis(m, cfg.hyper_channels, cfg.hyper_latent_channels)
         self.prior = PriorSynthesis(cfg.hyper_latent_channels, cfg.hyper_channels, m,
                                     cfg.prior_weight_bits, cfg.prior_activation_bits, cfg.prior_output_bits)
+        if cfg.context_model not in CONTEXT_MODELS:
+            raise ValueError(f"unknown context_model {cfg.context_model!r}; one of {CONTEXT_MODELS}")
+        self.context = None
+        if cfg.context_model == "checkerboard":
+            self.context = CheckerboardContext(m, cfg.context_channels, cfg.prior_weight_bits,
+                                               cfg.prior_activation_bits, cfg.prior_output_bits)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
         self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
         lam = torch.tensor(cfg.rate_lambdas, dtype=torch.float32)
@@ -93,9 +103,16 @@ class CompressionModule(nn.Module):
         z_tilde, z_lik = self.entropy_bottleneck(z)
         means, scales = self.prior(z_tilde)
         g = self.gain.abs()[rate_index][:, :, None, None]
-        yg, mg = y * g, means * g
-        _, y_lik = self.gaussian(yg, scales * g, means=mg)
-        yg_hat = torch.round(yg - mg).detach() + (yg - mg) - (yg - mg).detach() + mg
+        yg, mg, sg = y * g, means * g, scales * g
+        if self.context is not None:
+            # Pass 1 codes the anchors with the hyperprior; pass 2 refines the rest from them.
+            anchors = anchor_mask(*y.shape[-2:], device=y.device)
+            a_hat = (_ste_round(yg - mg) + mg) * anchors
+            # (the coder clamps the hyper scales before the gain; so does the context's input)
+            mc, sc = self.context(a_hat, mg, scales.clamp(min=self.cfg.scale_min) * g)
+            mg, sg = torch.where(anchors, mg, mc), torch.where(anchors, sg, sc)
+        _, y_lik = self.gaussian(yg, sg, means=mg)
+        yg_hat = _ste_round(yg - mg) + mg
         y_hat = yg_hat * self.inverse_gain.abs()[rate_index][:, :, None, None]
         return {"y_hat": y_hat, "z_hat": z_tilde, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
@@ -167,13 +184,52 @@ class CompressionModule(nn.Module):
         ig = self.inverse_gain.detach().abs()
         return ig[i] ** (1 - t) * ig[j] ** t
 
-    def y_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Exact means (float64, CPU) and table indexes of y for integer z_hat (1, Cz, h, w)."""
+    def hyper_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact gained means and scales (float64, CPU) of y from the hyperprior alone."""
         means, scales = self.prior.exact(z_hat)  # views of one temporary: scaled in place
         g = self.exact_gain(position)[None, :, None, None]
-        scales = scales.clamp_(min=self.cfg.scale_min).mul_(g)
-        indexes = build_indexes(scales.numpy(), self.scale_table.numpy())
-        return means.mul_(g), indexes
+        return means.mul_(g), scales.clamp_(min=self.cfg.scale_min).mul_(g)
+
+    def y_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Exact means (float64, CPU) and table indexes of y for integer z_hat (1, Cz, h, w),
+        from the hyperprior alone (the first pass when there is a context model)."""
+        means, scales = self.hyper_parameters(z_hat, position)
+        return means, build_indexes(scales.numpy(), self.scale_table.numpy())
+
+    def y_passes(self, h: int, w: int) -> list[np.ndarray]:
+        """Latent positions (bool (h, w)) of each coding pass, in stream order."""
+        if self.context is None:
+            return [np.ones((h, w), dtype=bool)]
+        a = anchor_mask(h, w).numpy()
+        return [a, ~a]
+
+    def scan(self, a: np.ndarray) -> np.ndarray:
+        """(M, h, w) -> 1-D in stream order: pass by pass, channel-major within a pass."""
+        return np.concatenate([a[:, p].ravel() for p in self.y_passes(*a.shape[-2:])])
+
+    def code_y(self, z_hat: torch.Tensor, position: int,
+               symbols_of: Callable[[torch.Tensor, np.ndarray, np.ndarray], np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """Run the coding passes: `symbols_of(means, indexes, positions)` gives the symbols (M, n)
+        of one pass (the encoder rounds y, the decoder reads the stream). Returns the symbols and
+        indexes (M, h, w) and the exact gained means (1, M, h, w) every symbol was coded with."""
+        means, scales = self.hyper_parameters(z_hat, position)
+        h, w = means.shape[-2:]
+        symbols = np.zeros((means.shape[1], h, w), dtype=np.int32)
+        indexes = np.zeros((means.shape[1], h, w), dtype=np.int32)
+        for k, pos in enumerate(self.y_passes(h, w)):
+            if k:  # the context pass sees the anchors decoded so far
+                assert self.context is not None
+                anchors = (torch.from_numpy(symbols).double()[None] + means) * torch.from_numpy(~pos)
+                cm, cs = self.context.exact(anchors, means, scales)
+                keep = torch.from_numpy(~pos)
+                means, scales = torch.where(keep, means, cm), torch.where(keep, scales, cs)
+            sel = torch.from_numpy(pos)
+            # (M, 1, n): build_indexes works a channel at a time
+            idx = build_indexes(scales[0][:, sel].numpy()[:, None], self.scale_table.numpy())[:, 0]
+            indexes[:, pos] = idx
+            symbols[:, pos] = symbols_of(means[0][:, sel], idx, pos)
+        return symbols, indexes, means
 
     def z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         c = shape[1]
@@ -192,11 +248,15 @@ class CompressionModule(nn.Module):
         zi = self.z_indexes(tuple(z.shape))
         z_sym_np = z_tab.clamp(z_sym.numpy().astype(np.int64).reshape(-1), zi.reshape(-1)).reshape(z.shape[1:])
         z_hat = torch.from_numpy(z_sym_np).double()[None] + med
-        means, indexes = self.y_parameters(z_hat, position)
         g = self.exact_gain(position)[None, :, None, None]
-        y_sym = torch.round(y.double().cpu() * g - means).numpy().astype(np.int64)
-        y_sym = y_tab.clamp(y_sym.reshape(-1), indexes.reshape(-1)).reshape(y.shape[1:])
-        return Latents(z_sym_np.astype(np.int32), y_sym.astype(np.int32), position, indexes.reshape(y.shape[1:]))
+        yg = (y.double().cpu() * g)[0]
+
+        def round_y(means: torch.Tensor, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+            sym = torch.round(yg[:, torch.from_numpy(pos)] - means).numpy().astype(np.int64)
+            return y_tab.clamp(sym.reshape(-1), idx.reshape(-1)).reshape(sym.shape).astype(np.int32)
+
+        y_sym, indexes, _ = self.code_y(z_hat, position, round_y)
+        return Latents(z_sym_np.astype(np.int32), y_sym, position, indexes)
 
     def z_hat_from_symbols(self, z_symbols: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(z_symbols.astype(np.float64))[None] + self.z_median.double()[None, :, None, None]
@@ -214,3 +274,8 @@ class CompressionModule(nn.Module):
         h, w = x.shape[-2:]
         ph, pw = (-h) % multiple, (-w) % multiple
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding with a straight-through gradient (the decoder trains on what it will receive)."""
+    return torch.round(x).detach() + x - x.detach()

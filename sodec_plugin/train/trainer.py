@@ -275,13 +275,17 @@ def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float
 
 
 def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
-    """`src` as the start of training `cfg`: as is when the configs agree, or with its gain
-    vectors resampled when only the name and the rate points differ; anything else is refused,
+    """`src` as the start of training `cfg`: as is when the configs agree, else with its gain
+    vectors resampled to other rate points and/or a context model added (it starts as the
+    identity, so the new model codes exactly what `src` coded). Anything else is refused,
     since weights of another shape cannot start a run."""
-    same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == cfg
+    adds_context = src.cfg.context_model == "none" and cfg.context_model != "none"
+    keep = {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
+    same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == (
+        dataclasses.replace(cfg, **keep) if adds_context else cfg)
     if not same_shape:
         raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
-                         "only the name and rate_lambdas may differ")
+                         "only the name, rate_lambdas and an added context model may differ")
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)
@@ -289,7 +293,11 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     comp = "compression."
     for key in ("gain", "inverse_gain"):
         state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
-    model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    fresh = [k for k in missing if not k.startswith(("diffusion.", "compression.context."))]
+    if fresh or unexpected:
+        raise ValueError(f"--init-from weights do not fit config {cfg.name!r}: "
+                         f"missing {fresh}, unexpected {unexpected}")
     model.diffusion = src.diffusion
     return model
 

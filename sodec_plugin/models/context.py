@@ -1,0 +1,86 @@
+"""The checkerboard context model: a second coding pass that predicts y from its decoded neighbours.
+
+He et al., "Checkerboard Context Model for Efficient Learned Image Compression" (CVPR 2021): the
+anchors (latent positions with even row + column) are coded with the hyperprior alone; the other
+half is then coded with means and scales refined from the decoded anchors around it. Both passes
+are parallel, so decoding stays two network passes instead of one per position (the serial
+context model of Minnen et al. 2018 would take seconds on a CPU).
+
+It works on the gained latent (the symbols' own scale, as in Cui et al.'s gained codecs) and is
+residual: the head starts at zero, so a model warm-started from one without context codes the
+same symbols and learns the refinement from there. Coding evaluates it in exact fixed point
+(see fixed_point), with every input and activation clamped so that no accumulator can leave the
+exact range whatever a stream holds.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fixed_point import check_exact, conv_exact, fixed_weights, requantize
+
+# Inputs and activations are clamped to +-2**RANGE_BITS (in latent units) in training and coding.
+RANGE_BITS = 12
+
+
+def anchor_mask(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(h, w) bool: True where row + column is even (the first coding pass)."""
+    r = torch.arange(h, device=device)[:, None]
+    c = torch.arange(w, device=device)[None, :]
+    return (r + c) % 2 == 0
+
+
+class CheckerboardContext(nn.Module):
+    """(anchors of y_hat, hyper means, hyper scales) -> refined (means, scales) for the rest."""
+
+    def __init__(self, y_channels: int, context_channels: int, weight_bits: int, activation_bits: int,
+                 output_bits: int) -> None:
+        super().__init__()
+        m, c = y_channels, context_channels
+        self.context = nn.Conv2d(m, c, 5, padding=2)
+        self.fuse1 = nn.Conv2d(c + 2 * m, 2 * c, 1)
+        self.fuse2 = nn.Conv2d(2 * c, 2 * c, 1)
+        self.head = nn.Conv2d(2 * c, 2 * m, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        # Taps whose row + column offset is odd: from a non-anchor position they see anchors only.
+        k = torch.arange(5)
+        self.register_buffer("tap_mask", ((k[:, None] + k[None, :]) % 2 == 1).float()[None, None],
+                             persistent=False)
+        self.weight_bits = weight_bits
+        self.activation_bits = activation_bits
+        self.output_bits = output_bits
+
+    def forward(self, anchors: torch.Tensor, means: torch.Tensor,
+                scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float path for training; `anchors` is y_hat (gained) with the other positions zero."""
+        r = 2.0**RANGE_BITS
+        ctx = F.conv2d(anchors.clamp(-r, r), self.context.weight * self.tap_mask, self.context.bias, padding=2)
+        h = torch.cat([ctx.clamp(-r, r), means.clamp(-r, r), scales.clamp(-r, r)], dim=1)
+        h = F.relu(self.fuse1(h)).clamp(max=r)
+        h = F.relu(self.fuse2(h)).clamp(max=r)
+        dm, ds = self.head(h).chunk(2, dim=1)
+        return means + dm, scales + ds
+
+    @torch.no_grad()
+    def exact(self, anchors: torch.Tensor, means: torch.Tensor,
+              scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same on float64 dyadic inputs (CPU), as exact dyadic float64 outputs."""
+        wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
+        r = 2.0 ** (RANGE_BITS + ab)
+
+        def fixed(t: torch.Tensor) -> torch.Tensor:
+            return t.double().cpu().mul(2.0**ab).floor_().clamp_(-r, r)
+
+        acc = conv_exact(fixed(anchors), *fixed_weights(self.context, wb, ab, self.tap_mask))
+        h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), fixed(means), fixed(scales)], dim=1)
+        del acc
+        for conv in (self.fuse1, self.fuse2):
+            h = requantize(conv_exact(h, *fixed_weights(conv, wb, ab)).relu_(), wb + ab, ab).clamp_(max=r)
+        acc = conv_exact(h, *fixed_weights(self.head, wb, ab))
+        check_exact(acc, "context")
+        out = requantize(acc, wb + ab, ob).clamp_(-(2.0**24), 2.0**24).div_(2.0**ob)
+        dm, ds = out.chunk(2, dim=1)
+        return means.double().cpu() + dm, scales.double().cpu() + ds

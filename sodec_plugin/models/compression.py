@@ -107,9 +107,8 @@ class CompressionModule(nn.Module):
         if self.context is not None:
             # Pass 1 codes the anchors with the hyperprior; pass 2 refines the rest from them.
             anchors = anchor_mask(*y.shape[-2:], device=y.device)
-            a_hat = (_ste_round(yg - mg) + mg) * anchors
             # (the coder clamps the hyper scales before the gain; so does the context's input)
-            mc, sc = self.context(a_hat, mg, scales.clamp(min=self.cfg.scale_min) * g)
+            mc, sc = self.context(_ste_round(yg - mg) * anchors, mg, scales.clamp(min=self.cfg.scale_min) * g)
             mg, sg = torch.where(anchors, mg, mc), torch.where(anchors, sg, sc)
         _, y_lik = self.gaussian(yg, sg, means=mg)
         yg_hat = _ste_round(yg - mg) + mg
@@ -220,8 +219,7 @@ class CompressionModule(nn.Module):
         for k, pos in enumerate(self.y_passes(h, w)):
             if k:  # the context pass sees the anchors decoded so far
                 assert self.context is not None
-                anchors = (torch.from_numpy(symbols).double()[None] + means) * torch.from_numpy(~pos)
-                cm, cs = self.context.exact(anchors, means, scales)
+                cm, cs = self.context.exact(torch.from_numpy(symbols).double()[None], means, scales)
                 keep = torch.from_numpy(~pos)
                 means, scales = torch.where(keep, means, cm), torch.where(keep, scales, cs)
             sel = torch.from_numpy(pos)

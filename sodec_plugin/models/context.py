@@ -6,9 +6,10 @@ half is then coded with means and scales refined from the decoded anchors around
 are parallel, so decoding stays two network passes instead of one per position (the serial
 context model of Minnen et al. 2018 would take seconds on a CPU).
 
-It works on the gained latent (the symbols' own scale, as in Cui et al.'s gained codecs) and is
-residual: the head starts at zero, so a model warm-started from one without context codes the
-same symbols and learns the refinement from there. Coding evaluates it in exact fixed point
+It sees the anchors' coded symbols (y_hat minus the hyper mean, on the gained latent's own
+integer grid: well scaled at every rate) and the hyper scales, and adds corrections to the hyper
+means and scales: the head starts at zero, so a model warm-started from one without context codes
+the same symbols and learns the refinement from there. Coding evaluates it in exact fixed point
 (see fixed_point), with every input and activation clamped so that no accumulator can leave the
 exact range whatever a stream holds.
 """
@@ -33,14 +34,14 @@ def anchor_mask(h: int, w: int, device: torch.device | str = "cpu") -> torch.Ten
 
 
 class CheckerboardContext(nn.Module):
-    """(anchors of y_hat, hyper means, hyper scales) -> refined (means, scales) for the rest."""
+    """(anchors' symbols, hyper means, hyper scales) -> refined (means, scales) for the rest."""
 
     def __init__(self, y_channels: int, context_channels: int, weight_bits: int, activation_bits: int,
                  output_bits: int) -> None:
         super().__init__()
         m, c = y_channels, context_channels
         self.context = nn.Conv2d(m, c, 5, padding=2)
-        self.fuse1 = nn.Conv2d(c + 2 * m, 2 * c, 1)
+        self.fuse1 = nn.Conv2d(c + m, 2 * c, 1)
         self.fuse2 = nn.Conv2d(2 * c, 2 * c, 1)
         self.head = nn.Conv2d(2 * c, 2 * m, 1)
         nn.init.zeros_(self.head.weight)
@@ -53,19 +54,19 @@ class CheckerboardContext(nn.Module):
         self.activation_bits = activation_bits
         self.output_bits = output_bits
 
-    def forward(self, anchors: torch.Tensor, means: torch.Tensor,
+    def forward(self, symbols: torch.Tensor, means: torch.Tensor,
                 scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float path for training; `anchors` is y_hat (gained) with the other positions zero."""
+        """Float path for training; `symbols` holds the anchors' (rounded) residuals, 0 elsewhere."""
         r = 2.0**RANGE_BITS
-        ctx = F.conv2d(anchors.clamp(-r, r), self.context.weight * self.tap_mask, self.context.bias, padding=2)
-        h = torch.cat([ctx.clamp(-r, r), means.clamp(-r, r), scales.clamp(-r, r)], dim=1)
+        ctx = F.conv2d(symbols.clamp(-r, r), self.context.weight * self.tap_mask, self.context.bias, padding=2)
+        h = torch.cat([ctx.clamp(-r, r), scales.clamp(-r, r)], dim=1)
         h = F.relu(self.fuse1(h)).clamp(max=r)
         h = F.relu(self.fuse2(h)).clamp(max=r)
         dm, ds = self.head(h).chunk(2, dim=1)
         return means + dm, scales + ds
 
     @torch.no_grad()
-    def exact(self, anchors: torch.Tensor, means: torch.Tensor,
+    def exact(self, symbols: torch.Tensor, means: torch.Tensor,
               scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same on float64 dyadic inputs (CPU), as exact dyadic float64 outputs."""
         wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
@@ -74,8 +75,8 @@ class CheckerboardContext(nn.Module):
         def fixed(t: torch.Tensor) -> torch.Tensor:
             return t.double().cpu().mul(2.0**ab).floor_().clamp_(-r, r)
 
-        acc = conv_exact(fixed(anchors), *fixed_weights(self.context, wb, ab, self.tap_mask))
-        h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), fixed(means), fixed(scales)], dim=1)
+        acc = conv_exact(fixed(symbols), *fixed_weights(self.context, wb, ab, self.tap_mask))
+        h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), fixed(scales)], dim=1)
         del acc
         for conv in (self.fuse1, self.fuse2):
             h = requantize(conv_exact(h, *fixed_weights(conv, wb, ab)).relu_(), wb + ab, ab).clamp_(max=r)

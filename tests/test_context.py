@@ -83,6 +83,21 @@ def test_exact_context_is_bit_identical_across_threads_and_dtypes_and_near_the_f
     assert not torch.equal(one[0], means)
 
 
+def test_exact_context_does_not_depend_on_its_row_bands(tiny_context, monkeypatch):
+    from sodec_plugin.models import fixed_point
+
+    ctx = SODECModel.from_folder(tiny_context).compression.context
+    c = ctx.context.in_channels
+    g = torch.Generator().manual_seed(1)
+    sym = torch.randint(-5, 6, (1, c, 9, 7), generator=g).double() * anchor_mask(9, 7)
+    means = torch.randint(-300, 300, (1, c, 9, 7), generator=g).double() / 64
+    scales = torch.randint(8, 600, (1, c, 9, 7), generator=g).double() / 64
+    whole = ctx.exact(sym, means, scales)
+    monkeypatch.setattr(fixed_point, "BAND_BYTES", 1)  # one latent row per band
+    banded = ctx.exact(sym, means, scales)
+    assert torch.equal(whole[0], banded[0]) and torch.equal(whole[1], banded[1])
+
+
 def test_hostile_inputs_cannot_leave_the_exact_range(tiny_context):
     ctx = SODECModel.from_folder(tiny_context).compression.context
     c = ctx.context.in_channels

@@ -163,7 +163,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite`, `sodec-lite-2` and `sodec-lite-3` (the fidelity-only releases), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-5` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -171,23 +171,19 @@ def builtin_configs() -> dict[str, SODECConfig]:
         vit_model="sodec-test/tiny-vit", vit_hidden_size=16, vit_image_size=32, guidance_tokens=6,
         guidance_dim=32, guidance_heads=2,
     )
+    # sodec-lite-2 onwards: rate points reaching down to ~0.02-0.03 bpp on Kodak.
+    lite_rates = (0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128)
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),
         # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
-        "sodec-lite-2": SODECConfig(
-            name="sodec-lite-2",
-            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
-        ),
+        "sodec-lite-2": SODECConfig(name="sodec-lite-2", rate_lambdas=lite_rates),
         # Third release: sodec-lite-2's network and rate points, trained further.
-        "sodec-lite-3": SODECConfig(
-            name="sodec-lite-3",
-            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
-        ),
+        "sodec-lite-3": SODECConfig(name="sodec-lite-3", rate_lambdas=lite_rates),
         # In training (not released): sodec-lite-3 continued.
-        "sodec-lite-4": SODECConfig(
-            name="sodec-lite-4",
-            rate_lambdas=(0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128),
-        ),
+        "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
+        # In training (not released): sodec-lite-4 with a checkerboard context model.
+        "sodec-lite-5": SODECConfig(name="sodec-lite-5", rate_lambdas=lite_rates, context_model="checkerboard",
+                                    context_channels=64),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

@@ -95,6 +95,10 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     lite3 = TrainRecipe(seed=4, stage1=StageRecipe(steps=12500, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
     # sodec-lite-4 (in training): sodec-lite-3 continued on 256 px crops for longer.
     lite4 = TrainRecipe(seed=5, stage1=StageRecipe(steps=25000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    # sodec-lite-5 (in training): sodec-lite-4 with a checkerboard context model added (it starts as
+    # sodec-lite-4 and learns the context; a 1,500-step pilot from sodec-lite-3 saved 5.9% of the
+    # bytes at quality 1, 0.5% at 100), on 256 px crops.
+    lite5 = TrainRecipe(seed=6, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
-            "tiny": tiny,
+            "sodec-lite-5": lite5, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

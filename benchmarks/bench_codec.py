@@ -286,32 +286,36 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
         return zs, torch.from_numpy(zs).double()[None] + med
 
     z_sym, z_hat = timed("enc: quantise z", quant_z)
-    means, indexes = timed("enc: exact prior P (fixed point)", lambda: comp.y_parameters(z_hat, position))
+    timed("enc: exact prior P alone (fixed point)", lambda: comp.y_parameters(z_hat, position))
 
     def quant_y(y: torch.Tensor = y) -> np.ndarray:
-        g = comp.exact_gain(position)[None, :, None, None]
-        ys = torch.round(y.float().double().cpu() * g - means).numpy().astype(np.int64)
-        return y_tab.clamp(ys.reshape(-1), indexes.reshape(-1)).reshape(y.shape[1:]).astype(np.int32)
+        yg = (y.float().double().cpu() * comp.exact_gain(position)[None, :, None, None])[0]
 
-    y_sym = timed("enc: quantise y", quant_y)
-    timed("enc: exact prior P again (codec.compress recomputes it)",
-          lambda: comp.y_parameters(comp.z_hat_from_symbols(z_sym.astype(np.int32)), position))
+        def round_y(means: torch.Tensor, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
+            sym = torch.round(yg[:, torch.from_numpy(pos)] - means).numpy().astype(np.int64)
+            return y_tab.clamp(sym.reshape(-1), idx.reshape(-1)).reshape(sym.shape).astype(np.int32)
+
+        return comp.code_y(z_hat, position, round_y)[:2]
+
+    y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y", quant_y)
     z_stream = timed("enc: entropy encode z", lambda: entropy.encode(
         z_sym, comp.z_indexes((1, *z_sym.shape)), z_tab))
-    y_stream = timed("enc: entropy encode y", lambda: entropy.encode(y_sym, indexes, y_tab))
+    y_stream = timed("enc: entropy encode y", lambda: entropy.encode(comp.scan(y_sym), comp.scan(indexes), y_tab))
     data = timed("enc: container pack", lambda: container.pack(container.SDCFile(
         im.width, im.height, "RGB", bytes.fromhex(m.digest[:8]), position, z_stream, y_stream, {})))
 
     f = timed("dec: container parse", lambda: container.parse(data))
     pm = comp.pad_multiple()
-    hp, wp = -(-f.height // pm) * pm, -(-f.width // pm) * pm
-    z_shape = (1, m.cfg.hyper_latent_channels, hp // 64, wp // 64)
+    z_shape, y_shape = comp.latent_shapes(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
     zd = timed("dec: entropy decode z", lambda: entropy.decode(f.z_stream, comp.z_indexes(z_shape), z_tab))
     z_hat_d = comp.z_hat_from_symbols(zd.reshape(z_shape[1:]))
-    means_d, idx_d = timed("dec: exact prior P (fixed point)", lambda: comp.y_parameters(z_hat_d, position))
-    yd = timed("dec: entropy decode y", lambda: entropy.decode(f.y_stream, idx_d, y_tab))
-    y_hat = timed("dec: dequantise y_hat", lambda: comp.y_hat_from_symbols(
-        yd.reshape(idx_d.shape[1:]), means_d, position))
+
+    def decode_y() -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        stream = entropy.StreamDecoder(f.y_stream, int(np.prod(y_shape)), y_tab)
+        return comp.code_y(z_hat_d, position, lambda _m, idx, _p: stream.read(idx))
+
+    yd, _, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y", decode_y)
+    y_hat = timed("dec: dequantise y_hat", lambda: comp.y_hat_from_symbols(yd, means_d, position))
     z_hat_f = z_hat_d.float()
     if mode == "fidelity" or not m.has_diffusion:
         x_out = timed(f"dec: D_a fidelity decoder (tile {tile})",

@@ -190,14 +190,12 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
 
     comp = m.compression
     pm = comp.pad_multiple()
-    hp, wp = -(-f.height // pm) * pm, -(-f.width // pm) * pm
-    z_shape = (1, m.cfg.hyper_latent_channels, hp // 64, wp // 64)
+    z_shape, y_shape = comp.latent_shapes(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
     z_tab, y_tab = comp.tables()
     zi = comp.z_indexes(z_shape)
     try:
         z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
         z_hat = comp.z_hat_from_symbols(z_sym)
-        y_shape = (m.cfg.latent_channels, z_shape[2] * 4, z_shape[3] * 4)  # P upsamples z 4x
         stream = entropy.StreamDecoder(f.y_stream, int(np.prod(y_shape)), y_tab)
         y_sym, _, means = comp.code_y(z_hat, f.rate_position, lambda _m, idx, _p: stream.read(idx))
     except entropy.EntropyError as e:

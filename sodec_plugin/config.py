@@ -119,6 +119,8 @@ class SODECConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["format_version"] = FORMAT_VERSION
+        if d["context_model"] == "none":  # as before context models existed, so older readers still load it
+            del d["context_model"], d["context_channels"]
         return d
 
     @classmethod

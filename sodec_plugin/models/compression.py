@@ -63,7 +63,7 @@ class Latents:
     z_symbols: np.ndarray  # int32 (Cz, h, w)
     y_symbols: np.ndarray  # int32 (M, 4h, 4w)
     rate_position: int
-    y_indexes: np.ndarray  # int32 (M, 4h, 4w): scale-table rows from the exact prior, as the decoder derives them
+    y_indexes: np.ndarray  # int32 (M, 4h, 4w): scale-table rows each symbol was coded with, as the decoder derives them
 
 
 class CompressionModule(nn.Module):
@@ -108,8 +108,8 @@ class CompressionModule(nn.Module):
             # Pass 1 codes the anchors with the hyperprior; pass 2 refines the rest from them.
             anchors = anchor_mask(*y.shape[-2:], device=y.device)
             # (the coder clamps the hyper scales before the gain; so does the context's input)
-            mc, sc = self.context(_ste_round(yg - mg) * anchors, mg, scales.clamp(min=self.cfg.scale_min) * g)
-            mg, sg = torch.where(anchors, mg, mc), torch.where(anchors, sg, sc)
+            dm, ds = self.context(_ste_round(yg - mg) * anchors, scales.clamp(min=self.cfg.scale_min) * g)
+            mg, sg = torch.where(anchors, mg, mg + dm), torch.where(anchors, sg, sg + ds)
         _, y_lik = self.gaussian(yg, sg, means=mg)
         yg_hat = _ste_round(yg - mg) + mg
         y_hat = yg_hat * self.inverse_gain.abs()[rate_index][:, :, None, None]
@@ -217,17 +217,26 @@ class CompressionModule(nn.Module):
         symbols = np.zeros((means.shape[1], h, w), dtype=np.int32)
         indexes = np.zeros((means.shape[1], h, w), dtype=np.int32)
         for k, pos in enumerate(self.y_passes(h, w)):
-            if k:  # the context pass sees the anchors decoded so far
-                assert self.context is not None
-                cm, cs = self.context.exact(torch.from_numpy(symbols).double()[None], means, scales)
-                keep = torch.from_numpy(~pos)
-                means, scales = torch.where(keep, means, cm), torch.where(keep, scales, cs)
             sel = torch.from_numpy(pos)
+            if k:  # the context pass: refine this pass's positions from the symbols coded so far
+                dm, ds = self._context().exact(torch.from_numpy(symbols).double()[None], scales)
+                means.add_(dm.mul_(sel)), scales.add_(ds.mul_(sel))
+                del dm, ds
             # (M, 1, n): build_indexes works a channel at a time
             idx = build_indexes(scales[0][:, sel].numpy()[:, None], self.scale_table.numpy())[:, 0]
             indexes[:, pos] = idx
             symbols[:, pos] = symbols_of(means[0][:, sel], idx, pos)
         return symbols, indexes, means
+
+    def _context(self) -> CheckerboardContext:
+        if self.context is None:
+            raise RuntimeError("this model has no context model")
+        return self.context
+
+    def latent_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int]]:
+        """(1, Cz, h, w) of z and (M, 4h, 4w) of y for a padded image (the prior upsamples z 4x)."""
+        z = (1, self.cfg.hyper_latent_channels, height // 64, width // 64)
+        return z, (self.cfg.latent_channels, z[2] * 4, z[3] * 4)
 
     def z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         c = shape[1]

@@ -35,7 +35,7 @@ def anchor_mask(h: int, w: int, device: torch.device | str = "cpu") -> torch.Ten
 
 
 class CheckerboardContext(nn.Module):
-    """(anchors' symbols, hyper means, hyper scales) -> refined (means, scales) for the rest."""
+    """(anchors' symbols, hyper scales) -> corrections to the hyper means and scales of the rest."""
 
     def __init__(self, y_channels: int, context_channels: int, weight_bits: int, activation_bits: int,
                  output_bits: int) -> None:
@@ -55,49 +55,58 @@ class CheckerboardContext(nn.Module):
         self.activation_bits = activation_bits
         self.output_bits = output_bits
 
-    def forward(self, symbols: torch.Tensor, means: torch.Tensor,
-                scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float path for training; `symbols` holds the anchors' (rounded) residuals, 0 elsewhere."""
+    def forward(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float path for training: `symbols` holds the anchors' rounded residuals (0 elsewhere).
+
+        The same clamps as the exact path; what it leaves out (inputs floored to 2**-activation_bits,
+        the output clamp at 2**16, symbols clamped to the coding table) never binds in practice."""
         r = 2.0**RANGE_BITS
         ctx = F.conv2d(symbols.clamp(-r, r), self.context.weight * self.tap_mask, self.context.bias, padding=2)
         h = torch.cat([ctx.clamp(-r, r), scales.clamp(-r, r)], dim=1)
         h = F.relu(self.fuse1(h)).clamp(max=r)
         h = F.relu(self.fuse2(h)).clamp(max=r)
         dm, ds = self.head(h).chunk(2, dim=1)
-        return means + dm, scales + ds
+        return dm, ds
 
     @torch.no_grad()
-    def exact(self, symbols: torch.Tensor, means: torch.Tensor,
-              scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same on float64 dyadic inputs (CPU), as exact dyadic float64 outputs.
+    def exact(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same corrections as exact dyadic float64 values (CPU), from integer symbols and dyadic scales.
 
         Computed in bands of latent rows (the 5x5 conv needs 2 rows either side), so the
         intermediates stay near BAND_BYTES however large the image; exact, so banding-invariant."""
-        means, scales = means.double().cpu(), scales.double().cpu()
-        h = symbols.shape[-2]
-        width = 2 * self.context.out_channels + self.context.in_channels
-        rows = max(1, fixed_point.BAND_BYTES // (8 * width * symbols.shape[-1] * symbols.shape[0]))
-        dm, ds = torch.empty_like(means), torch.empty_like(scales)
+        wb, ab = self.weight_bits, self.activation_bits
+        weights = [fixed_weights(self.context, wb, ab, self.tap_mask)] + [
+            fixed_weights(conv, wb, ab) for conv in (self.fuse1, self.fuse2, self.head)]
+        scales = scales.double().cpu()
+        n, m, h, w = scales.shape
+        c = self.context.out_channels
+        widest = 2 * m + 3 * c  # the input and ctx + scales, or a hidden layer and the head's output
+        rows = max(1, fixed_point.BAND_BYTES // (8 * widest * w * n))
+        dm, ds = torch.empty_like(scales), torch.empty_like(scales)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a, b = max(0, r0 - 2), min(h, r1 + 2)
-            m_, s_ = self._exact_band(symbols[..., a:b, :], scales[..., a:b, :])
-            dm[..., r0:r1, :], ds[..., r0:r1, :] = m_[..., r0 - a:r1 - a, :], s_[..., r0 - a:r1 - a, :]
-        return means + dm, scales + ds
+            bm, bs = self._exact_band(symbols[..., a:b, :], scales[..., a:b, :], weights)
+            dm[..., r0:r1, :], ds[..., r0:r1, :] = bm[..., r0 - a:r1 - a, :], bs[..., r0 - a:r1 - a, :]
+        return dm, ds
 
-    def _exact_band(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _exact_band(self, symbols: torch.Tensor, scales: torch.Tensor,
+                    weights: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One band of rows; the rows within 2 of a band edge are wrong unless it is the image edge."""
         wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
         r = 2.0 ** (RANGE_BITS + ab)
 
         def fixed(t: torch.Tensor) -> torch.Tensor:
             return t.double().cpu().mul(2.0**ab).floor_().clamp_(-r, r)
 
-        acc = conv_exact(fixed(symbols), *fixed_weights(self.context, wb, ab, self.tap_mask))
+        acc = conv_exact(fixed(symbols), *weights[0])
+        check_exact(acc, "context")
         h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), fixed(scales)], dim=1)
-        del acc
-        for conv in (self.fuse1, self.fuse2):
-            h = requantize(conv_exact(h, *fixed_weights(conv, wb, ab)).relu_(), wb + ab, ab).clamp_(max=r)
-        acc = conv_exact(h, *fixed_weights(self.head, wb, ab))
+        for w in weights[1:3]:
+            acc = conv_exact(h, *w)
+            check_exact(acc, "context")
+            h = requantize(acc.relu_(), wb + ab, ab).clamp_(max=r)
+        acc = conv_exact(h, *weights[3])
         check_exact(acc, "context")
         out = requantize(acc, wb + ab, ob).clamp_(-(2.0**24), 2.0**24).div_(2.0**ob)
         dm, ds = out.chunk(2, dim=1)

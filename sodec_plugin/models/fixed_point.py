@@ -56,6 +56,7 @@ def requantize(acc: torch.Tensor, from_bits: int, to_bits: int) -> torch.Tensor:
 
 
 def check_exact(acc: torch.Tensor, what: str) -> None:
+    """Refuse a result that may have lost bits (weights too large for the fixed-point format)."""
     lo, hi = acc.aminmax()
     if max(-lo.item(), hi.item()) >= EXACT_LIMIT:
         raise ValueError(f"{what} accumulator left the exact float64 range")

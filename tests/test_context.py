@@ -78,7 +78,10 @@ def test_exact_context_is_bit_identical_across_threads_and_dtypes_and_near_the_f
     for a, b in ((one, two), (one, low)):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     fm, fs = m32.compression.context(symbols.float(), scales.float())
-    assert torch.allclose(fm.double(), one[0], atol=0.05) and torch.allclose(fs.double(), one[1], atol=0.05)
+    rest = ~anchor_mask(12, 16)  # the exact pass computes the positions it refines, and 0 at the anchors
+    assert torch.allclose(fm.double()[..., rest], one[0][..., rest], atol=0.05)
+    assert torch.allclose(fs.double()[..., rest], one[1][..., rest], atol=0.05)
+    assert not one[0][..., ~rest].any() and not one[1][..., ~rest].any()
     assert one[0].abs().max() > 0.1 and one[1].abs().max() > 0.1
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fixed_point
-from .fixed_point import check_exact, conv_exact, fixed_weights, requantize
+from .fixed_point import check_exact, fixed_weights, requantize
 
 # Inputs and activations are clamped to +-2**RANGE_BITS (in latent units) in training and coding.
 RANGE_BITS = 12
@@ -72,42 +72,47 @@ class CheckerboardContext(nn.Module):
     def exact(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same corrections as exact dyadic float64 values (CPU), from integer symbols and dyadic scales.
 
-        Computed in bands of latent rows (the 5x5 conv needs 2 rows either side), so the
-        intermediates stay near BAND_BYTES however large the image; exact, so banding-invariant."""
+        Only the non-anchor positions are computed (the anchors' corrections are 0), from the 12
+        taps that see anchors, in bands of latent rows so that the gathered columns stay near
+        BAND_BYTES however large the image; exact, so independent of the banding."""
         wb, ab = self.weight_bits, self.activation_bits
-        weights = [fixed_weights(self.context, wb, ab, self.tap_mask)] + [
-            fixed_weights(conv, wb, ab) for conv in (self.fuse1, self.fuse2, self.head)]
+        w0, b0 = fixed_weights(self.context, wb, ab, self.tap_mask)
+        taps = [(i, j) for i in range(5) for j in range(5) if (i + j) % 2 == 1]
+        first = (torch.stack([w0[:, :, i, j] for i, j in taps], dim=1).reshape(w0.shape[0], -1), b0)
+        layers = [first] + [(w.reshape(w.shape[0], -1), b) for w, b in
+                            (fixed_weights(conv, wb, ab) for conv in (self.fuse1, self.fuse2, self.head))]
         scales = scales.double().cpu()
         n, m, h, w = scales.shape
-        c = self.context.out_channels
-        widest = 2 * m + 3 * c  # the input and ctx + scales, or a hidden layer and the head's output
-        rows = max(1, fixed_point.BAND_BYTES // (8 * widest * w * n))
-        dm, ds = torch.empty_like(scales), torch.empty_like(scales)
+        rows = max(1, fixed_point.BAND_BYTES // (8 * (len(taps) + 1) * m * w * n))
+        dm, ds = torch.zeros_like(scales), torch.zeros_like(scales)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a, b = max(0, r0 - 2), min(h, r1 + 2)
-            bm, bs = self._exact_band(symbols[..., a:b, :], scales[..., a:b, :], weights)
-            dm[..., r0:r1, :], ds[..., r0:r1, :] = bm[..., r0 - a:r1 - a, :], bs[..., r0 - a:r1 - a, :]
+            xp = F.pad(self._fixed(symbols[..., a:b, :]), (2, 2, 2 - (r0 - a), 2 - (b - r1)))
+            sel = ~anchor_mask(r1 - r0 + r0 % 2, w)[r0 % 2:]  # parity of the global row index
+            cols = torch.cat([xp[:, :, i:i + r1 - r0, j:j + w][:, :, sel] for i, j in taps], dim=1)
+            out = self._exact_columns(cols, self._fixed(scales[:, :, r0:r1][:, :, sel]), layers)
+            for full, part in zip((dm, ds), out.chunk(2, dim=1), strict=True):
+                band = full[:, :, r0:r1]
+                band[:, :, sel] = part
         return dm, ds
 
-    def _exact_band(self, symbols: torch.Tensor, scales: torch.Tensor,
-                    weights: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One band of rows; the rows within 2 of a band edge are wrong unless it is the image edge."""
+    def _fixed(self, t: torch.Tensor) -> torch.Tensor:
+        """Inputs to fixed point: floor to activation_bits fractional bits, clamped."""
+        r = 2.0 ** (RANGE_BITS + self.activation_bits)
+        return t.double().cpu().mul(2.0**self.activation_bits).floor_().clamp_(-r, r)
+
+    def _exact_columns(self, cols: torch.Tensor, scales: torch.Tensor,
+                       layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The network on gathered positions: cols (n, 12*M, k) tap-major, scales (n, M, k) fixed."""
         wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
         r = 2.0 ** (RANGE_BITS + ab)
-
-        def fixed(t: torch.Tensor) -> torch.Tensor:
-            return t.double().cpu().mul(2.0**ab).floor_().clamp_(-r, r)
-
-        acc = conv_exact(fixed(symbols), *weights[0])
-        check_exact(acc, "context")
-        h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), fixed(scales)], dim=1)
-        for w in weights[1:3]:
-            acc = conv_exact(h, *w)
+        h = None
+        for i, (w, b) in enumerate(layers):
+            acc = (w @ (cols if i == 0 else h)).add_(b[:, None])
             check_exact(acc, "context")
-            h = requantize(acc.relu_(), wb + ab, ab).clamp_(max=r)
-        acc = conv_exact(h, *weights[3])
-        check_exact(acc, "context")
-        out = requantize(acc, wb + ab, ob).clamp_(-(2.0**24), 2.0**24).div_(2.0**ob)
-        dm, ds = out.chunk(2, dim=1)
-        return dm, ds
+            if i == 0:
+                h = torch.cat([requantize(acc, wb + ab, ab).clamp_(-r, r), scales], dim=1)
+            elif i < len(layers) - 1:
+                h = requantize(acc.relu_(), wb + ab, ab).clamp_(max=r)
+        return requantize(acc, wb + ab, ob).clamp_(-(2.0**24), 2.0**24).div_(2.0**ob)

@@ -288,16 +288,8 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
     z_sym, z_hat = timed("enc: quantise z", quant_z)
     timed("enc: exact prior P alone (fixed point)", lambda: comp.y_parameters(z_hat, position))
 
-    def quant_y(y: torch.Tensor = y) -> np.ndarray:
-        yg = (y.float().double().cpu() * comp.exact_gain(position)[None, :, None, None])[0]
-
-        def round_y(means: torch.Tensor, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-            sym = torch.round(yg[:, torch.from_numpy(pos)] - means).numpy().astype(np.int64)
-            return y_tab.clamp(sym.reshape(-1), idx.reshape(-1)).reshape(sym.shape).astype(np.int32)
-
-        return comp.code_y(z_hat, position, round_y)[:2]
-
-    y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y", quant_y)
+    y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y",
+                           lambda: comp.quantize_y(y.float(), z_hat, position))
     z_stream = timed("enc: entropy encode z", lambda: entropy.encode(
         z_sym, comp.z_indexes((1, *z_sym.shape)), z_tab))
     y_stream = timed("enc: entropy encode y", lambda: entropy.encode(comp.scan(y_sym), comp.scan(indexes), y_tab))
@@ -306,15 +298,12 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
 
     f = timed("dec: container parse", lambda: container.parse(data))
     pm = comp.pad_multiple()
-    z_shape, y_shape = comp.latent_shapes(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    z_shape = comp.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
     zd = timed("dec: entropy decode z", lambda: entropy.decode(f.z_stream, comp.z_indexes(z_shape), z_tab))
     z_hat_d = comp.z_hat_from_symbols(zd.reshape(z_shape[1:]))
 
-    def decode_y() -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        stream = entropy.StreamDecoder(f.y_stream, int(np.prod(y_shape)), y_tab)
-        return comp.code_y(z_hat_d, position, lambda _m, idx, _p: stream.read(idx))
-
-    yd, _, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y", decode_y)
+    yd, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y",
+                        lambda: comp.decode_y(f.y_stream, z_hat_d, position))
     y_hat = timed("dec: dequantise y_hat", lambda: comp.y_hat_from_symbols(yd, means_d, position))
     z_hat_f = z_hat_d.float()
     if mode == "fidelity" or not m.has_diffusion:

@@ -190,14 +190,13 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
 
     comp = m.compression
     pm = comp.pad_multiple()
-    z_shape, y_shape = comp.latent_shapes(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
-    z_tab, y_tab = comp.tables()
+    z_shape = comp.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    z_tab, _ = comp.tables()
     zi = comp.z_indexes(z_shape)
     try:
         z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
         z_hat = comp.z_hat_from_symbols(z_sym)
-        stream = entropy.StreamDecoder(f.y_stream, int(np.prod(y_shape)), y_tab)
-        y_sym, _, means = comp.code_y(z_hat, f.rate_position, lambda _m, idx, _p: stream.read(idx))
+        y_sym, means = comp.decode_y(f.y_stream, z_hat, f.rate_position)
     except entropy.EntropyError as e:
         raise FormatError(f"corrupt .sdc streams: {e}") from e
     y_hat = comp.y_hat_from_symbols(y_sym, means, f.rate_position)

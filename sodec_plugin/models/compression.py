@@ -20,7 +20,7 @@ from compressai.layers import GDN
 from torch import nn
 
 from ..config import SODECConfig
-from ..entropy import CodingTable, build_indexes, gaussian_pmfs
+from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 from .prior import PriorSynthesis
 
@@ -233,10 +233,9 @@ class CompressionModule(nn.Module):
             raise RuntimeError("this model has no context model")
         return self.context
 
-    def latent_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int]]:
-        """(1, Cz, h, w) of z and (M, 4h, 4w) of y for a padded image (the prior upsamples z 4x)."""
-        z = (1, self.cfg.hyper_latent_channels, height // 64, width // 64)
-        return z, (self.cfg.latent_channels, z[2] * 4, z[3] * 4)
+    def z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(1, Cz, h, w) of z for a padded image."""
+        return (1, self.cfg.hyper_latent_channels, height // 64, width // 64)
 
     def z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         c = shape[1]
@@ -246,7 +245,7 @@ class CompressionModule(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, position: int) -> Latents:
         """x: (1, 3, H, W) in [0, 1], H and W multiples of 64."""
-        z_tab, y_tab = self.tables()
+        z_tab, _ = self.tables()
         y = self.analysis(x)
         z = self.hyper_analysis(y).double().cpu()
         y = y.float()
@@ -255,15 +254,28 @@ class CompressionModule(nn.Module):
         zi = self.z_indexes(tuple(z.shape))
         z_sym_np = z_tab.clamp(z_sym.numpy().astype(np.int64).reshape(-1), zi.reshape(-1)).reshape(z.shape[1:])
         z_hat = torch.from_numpy(z_sym_np).double()[None] + med
-        g = self.exact_gain(position)[None, :, None, None]
-        yg = (y.double().cpu() * g)[0]
+        y_sym, indexes = self.quantize_y(y, z_hat, position)
+        return Latents(z_sym_np.astype(np.int32), y_sym, position, indexes)
+
+    def quantize_y(self, y: torch.Tensor, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's side of code_y: y rounded pass by pass; symbols and indexes (M, h, w)."""
+        _, y_tab = self.tables()
+        yg = (y.double().cpu() * self.exact_gain(position)[None, :, None, None])[0]
 
         def round_y(means: torch.Tensor, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
             sym = torch.round(yg[:, torch.from_numpy(pos)] - means).numpy().astype(np.int64)
             return y_tab.clamp(sym.reshape(-1), idx.reshape(-1)).reshape(sym.shape).astype(np.int32)
 
-        y_sym, indexes, _ = self.code_y(z_hat, position, round_y)
-        return Latents(z_sym_np.astype(np.int32), y_sym, position, indexes)
+        symbols, indexes, _ = self.code_y(z_hat, position, round_y)
+        return symbols, indexes
+
+    def decode_y(self, data: bytes, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The decoder's side of code_y: symbols (M, h, w) read from one stream, and their means."""
+        _, y_tab = self.tables()
+        h, w = z_hat.shape[-2:]  # the prior upsamples z 4x
+        stream = StreamDecoder(data, self.cfg.latent_channels * 16 * h * w, y_tab)
+        symbols, _, means = self.code_y(z_hat, position, lambda _m, idx, _p: stream.read(idx))
+        return symbols, means
 
     def z_hat_from_symbols(self, z_symbols: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(z_symbols.astype(np.float64))[None] + self.z_median.double()[None, :, None, None]

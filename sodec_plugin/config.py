@@ -181,9 +181,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-2": SODECConfig(name="sodec-lite-2", rate_lambdas=lite_rates),
         # Third release: sodec-lite-2's network and rate points, trained further.
         "sodec-lite-3": SODECConfig(name="sodec-lite-3", rate_lambdas=lite_rates),
-        # Fourth release (the default): sodec-lite-3 trained further on 256 px crops.
+        # Fourth release: sodec-lite-3 trained further on 256 px crops.
         "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
-        # In training (not released): sodec-lite-4 with a checkerboard context model.
+        # Fifth release (the default): sodec-lite-4 with a checkerboard context model.
         "sodec-lite-5": SODECConfig(name="sodec-lite-5", rate_lambdas=lite_rates, context_model="checkerboard",
                                     context_channels=64),
         "tiny": SODECConfig(

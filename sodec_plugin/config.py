@@ -165,7 +165,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-5` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-6` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -185,6 +185,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
         # Fifth release (the default): sodec-lite-4 with a checkerboard context model.
         "sodec-lite-5": SODECConfig(name="sodec-lite-5", rate_lambdas=lite_rates, context_model="checkerboard",
+                                    context_channels=64),
+        # In training (not released): sodec-lite-5's network, trained further.
+        "sodec-lite-6": SODECConfig(name="sodec-lite-6", rate_lambdas=lite_rates, context_model="checkerboard",
                                     context_channels=64),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,

@@ -183,10 +183,10 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-3": SODECConfig(name="sodec-lite-3", rate_lambdas=lite_rates),
         # Fourth release: sodec-lite-3 trained further on 256 px crops.
         "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
-        # Fifth release (the default): sodec-lite-4 with a checkerboard context model.
+        # Fifth release: sodec-lite-4 with a checkerboard context model.
         "sodec-lite-5": SODECConfig(name="sodec-lite-5", rate_lambdas=lite_rates, context_model="checkerboard",
                                     context_channels=64),
-        # In training (not released): sodec-lite-5's network, trained further.
+        # Sixth release (the default): sodec-lite-5 trained further.
         "sodec-lite-6": SODECConfig(name="sodec-lite-6", rate_lambdas=lite_rates, context_model="checkerboard",
                                     context_channels=64),
         "tiny": SODECConfig(

@@ -100,7 +100,8 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # sodec_plugin/weights/sodec-lite-4`: it starts as sodec-lite-4 and learns the context), on 256 px
     # crops: BD-rate on Kodak -12.4% (PSNR) / -10.0% (MS-SSIM) against sodec-lite-4.
     lite5 = TrainRecipe(seed=6, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
-    # sodec-lite-6 (in training): sodec-lite-5 continued (`--init-from sodec_plugin/weights/sodec-lite-5`).
+    # sodec-lite-6 continues sodec-lite-5 (`--init-from sodec_plugin/weights/sodec-lite-5`) on 256 px crops:
+    # BD-rate on Kodak -3.1% (PSNR) / -3.0% (MS-SSIM) against sodec-lite-5.
     lite6 = TrainRecipe(seed=7, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
             "sodec-lite-5": lite5, "sodec-lite-6": lite6, "tiny": tiny,

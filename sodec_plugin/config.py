@@ -165,7 +165,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-6` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-7` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -188,6 +188,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
                                     context_channels=64),
         # Sixth release (the default): sodec-lite-5 trained further.
         "sodec-lite-6": SODECConfig(name="sodec-lite-6", rate_lambdas=lite_rates, context_model="checkerboard",
+                                    context_channels=64),
+        # In training (not released): sodec-lite-6's network, trained further.
+        "sodec-lite-7": SODECConfig(name="sodec-lite-7", rate_lambdas=lite_rates, context_model="checkerboard",
                                     context_channels=64),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,

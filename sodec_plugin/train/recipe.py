@@ -103,6 +103,8 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # sodec-lite-6 continues sodec-lite-5 (`--init-from sodec_plugin/weights/sodec-lite-5`) on 256 px crops:
     # BD-rate on Kodak -3.1% (PSNR) / -3.0% (MS-SSIM) against sodec-lite-5.
     lite6 = TrainRecipe(seed=7, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    # sodec-lite-7 (in training): sodec-lite-6 continued (`--init-from sodec_plugin/weights/sodec-lite-6`).
+    lite7 = TrainRecipe(seed=8, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
-            "sodec-lite-5": lite5, "sodec-lite-6": lite6, "tiny": tiny,
+            "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

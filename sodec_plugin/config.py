@@ -175,6 +175,8 @@ def builtin_configs() -> dict[str, SODECConfig]:
     )
     # sodec-lite-2 onwards: rate points reaching down to ~0.02-0.03 bpp on Kodak.
     lite_rates = (0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128)
+    # sodec-lite-5 onwards: the same network with a checkerboard context model.
+    lite_ctx = {"rate_lambdas": lite_rates, "context_model": "checkerboard", "context_channels": 64}
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),
         # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
@@ -184,14 +186,11 @@ def builtin_configs() -> dict[str, SODECConfig]:
         # Fourth release: sodec-lite-3 trained further on 256 px crops.
         "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
         # Fifth release: sodec-lite-4 with a checkerboard context model.
-        "sodec-lite-5": SODECConfig(name="sodec-lite-5", rate_lambdas=lite_rates, context_model="checkerboard",
-                                    context_channels=64),
+        "sodec-lite-5": SODECConfig(name="sodec-lite-5", **lite_ctx),
         # Sixth release (the default): sodec-lite-5 trained further.
-        "sodec-lite-6": SODECConfig(name="sodec-lite-6", rate_lambdas=lite_rates, context_model="checkerboard",
-                                    context_channels=64),
+        "sodec-lite-6": SODECConfig(name="sodec-lite-6", **lite_ctx),
         # In training (not released): sodec-lite-6's network, trained further.
-        "sodec-lite-7": SODECConfig(name="sodec-lite-7", rate_lambdas=lite_rates, context_model="checkerboard",
-                                    context_channels=64),
+        "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

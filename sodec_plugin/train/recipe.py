@@ -85,6 +85,10 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
                        stage2=StageRecipe(steps=4, lr=1e-3, batch_size=1, crop=64),
                        stage3=StageRecipe(steps=8, lr=1e-3, batch_size=1, crop=64),
                        rate_weights=(0.01, 10.0), gan_fraction=0.25)
+    def crops256(seed: int, steps: int) -> TrainRecipe:
+        """Continue a released model on 256 px crops (batch 2), lr 1e-4 dropped at 70%."""
+        return TrainRecipe(seed=seed, stage1=StageRecipe(steps=steps, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+
     # sodec-lite-2 continues sodec-lite (`--init-from sodec_plugin/weights/sodec-lite`) at a lower lr.
     lite2 = TrainRecipe(seed=2, stage1=StageRecipe(steps=14500, lr=1e-4, lr_drops=(0.7,)))
     # sodec-lite-3 continues sodec-lite-2 (`--init-from sodec_plugin/weights/sodec-lite-2`): back to
@@ -92,19 +96,19 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # pixels per step). Measured against the same run on 128 px crops (batch 8, seed 3), both
     # 12,500 steps from sodec-lite-2: BD-rate on Kodak -26.0% vs -12.2% against sodec-lite-2. At
     # 128 px the hyper latent z is 2x2, so the hyperprior never sees the context of a real photo.
-    lite3 = TrainRecipe(seed=4, stage1=StageRecipe(steps=12500, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    lite3 = crops256(4, 12500)
     # sodec-lite-4 continues sodec-lite-3 (`--init-from sodec_plugin/weights/sodec-lite-3`) on 256 px crops
     # for longer: BD-rate on Kodak -5.1% (PSNR) / -5.2% (MS-SSIM) against sodec-lite-3.
-    lite4 = TrainRecipe(seed=5, stage1=StageRecipe(steps=25000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    lite4 = crops256(5, 25000)
     # sodec-lite-5 adds a checkerboard context model to sodec-lite-4 (`--init-from
     # sodec_plugin/weights/sodec-lite-4`: it starts as sodec-lite-4 and learns the context), on 256 px
     # crops: BD-rate on Kodak -12.4% (PSNR) / -10.0% (MS-SSIM) against sodec-lite-4.
-    lite5 = TrainRecipe(seed=6, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    lite5 = crops256(6, 30000)
     # sodec-lite-6 continues sodec-lite-5 (`--init-from sodec_plugin/weights/sodec-lite-5`) on 256 px crops:
     # BD-rate on Kodak -3.1% (PSNR) / -3.0% (MS-SSIM) against sodec-lite-5.
-    lite6 = TrainRecipe(seed=7, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    lite6 = crops256(7, 30000)
     # sodec-lite-7 (in training): sodec-lite-6 continued (`--init-from sodec_plugin/weights/sodec-lite-6`).
-    lite7 = TrainRecipe(seed=8, stage1=StageRecipe(steps=30000, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
+    lite7 = crops256(8, 30000)
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
             "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

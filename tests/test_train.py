@@ -167,3 +167,30 @@ def test_unknown_mixed_precision_is_refused(tmp_path):
     path.write_text(json.dumps({**builtin_recipes()["tiny"].to_dict(), "mixed_precision": "fp8"}))
     with pytest.raises(ValueError, match="mixed_precision"):
         TrainRecipe.load(path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_run_exports_the_same_model_as_the_cpu(data, tmp_path):
+    """A run trained on a GPU exports (its coding tables are built on the CPU) to the very file that
+    exporting its weights on the CPU gives."""
+    from safetensors.torch import load_file
+
+    t = train("tiny", str(data), str(tmp_path / "gpu"), stage=1, device="cuda", progress=False)
+    assert t.model.compression.entropy_bottleneck.quantiles.is_cuda
+    SODECModel.from_folder(tmp_path / "gpu" / "model-stage1").save_pretrained(tmp_path / "cpu")
+    a = load_file(tmp_path / "gpu" / "model-stage1" / "model.safetensors")
+    b = load_file(tmp_path / "cpu" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refreshed_tables_replace_the_cached_ones(tiny_fidelity):
+    """Training on after an export must not leave the coder on the old tables."""
+    m = SODECModel.from_folder(tiny_fidelity)
+    comp = m.compression
+    old_z, _ = comp.tables()
+    with torch.no_grad():
+        comp.entropy_bottleneck.quantiles[:, 0, 1] += 3.0  # moves every channel's median
+    comp.update_tables()
+    new_z, _ = comp.tables()
+    assert new_z is not old_z
+    assert torch.equal(comp.z_median, torch.round(comp.entropy_bottleneck.quantiles[:, 0, 1].double()).int())

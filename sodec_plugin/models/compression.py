@@ -9,6 +9,7 @@ gain before rounding, and the prior's means and scales are scaled by the same ex
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -125,6 +126,8 @@ class CompressionModule(nn.Module):
         pmfs, offsets = gaussian_pmfs(st.numpy(), cfg.tail_mass)
         y_tab = CodingTable.from_pmfs(pmfs, offsets)
         eb = self.entropy_bottleneck
+        if eb.quantiles.device.type != "cpu":  # a GPU-trained run: same tables as an export on the CPU
+            eb = copy.deepcopy(eb).cpu()
         q = eb.quantiles.detach().double()[:, 0, :]
         med = torch.round(q[:, 1])
         lo = torch.clamp(torch.ceil(med - q[:, 0]), min=0).long()
@@ -143,6 +146,7 @@ class CompressionModule(nn.Module):
         self.z_cdf, self.z_cdf_length, self.z_offset = (torch.from_numpy(a) for a in
                                                         (z_tab.cdf, z_tab.length, z_tab.offset))
         self.z_median = med.int()
+        self.__dict__.pop("_tables", None)
 
     def tables(self) -> tuple[CodingTable, CodingTable]:
         cached = self.__dict__.get("_tables")

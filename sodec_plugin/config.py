@@ -187,9 +187,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
         # Fifth release: sodec-lite-4 with a checkerboard context model.
         "sodec-lite-5": SODECConfig(name="sodec-lite-5", **lite_ctx),
-        # Sixth release (the default): sodec-lite-5 trained further.
+        # Sixth release: sodec-lite-5 trained further.
         "sodec-lite-6": SODECConfig(name="sodec-lite-6", **lite_ctx),
-        # In training (not released): sodec-lite-6's network, trained further.
+        # Seventh release (the default): sodec-lite-6 trained further, on a GPU.
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,

@@ -169,6 +169,37 @@ def test_unknown_mixed_precision_is_refused(tmp_path):
         TrainRecipe.load(path)
 
 
+def _ms_ssim_recipe(weight: float, crop: int = 192) -> TrainRecipe:
+    tiny = builtin_recipes()["tiny"]
+    return dataclasses.replace(tiny, ms_ssim_weight=weight, stage1=dataclasses.replace(tiny.stage1, crop=crop))
+
+
+def test_ms_ssim_weight_adds_to_the_distortion_only(data, tmp_path):
+    """Same weights and batch: the first step's rate and PSNR are those of the MSE-only recipe, the
+    loss is larger by lambda * 255^2 * w * (1 - MS-SSIM) > 0, and MS-SSIM is logged."""
+    from sodec_plugin.config import resolve_config
+
+    runs = {}
+    for w in (0.0, 0.05):
+        t = Trainer(resolve_config("tiny"), _ms_ssim_recipe(w), data, tmp_path / str(w), 1)
+        runs[w] = t.run(max_steps=1, progress=False)[0]
+    plain, mixed = runs[0.0], runs[0.05]
+    assert "ms_ssim" not in plain.values and 0.0 < mixed.values["ms_ssim"] < 1.0
+    assert mixed.values["bpp"] == plain.values["bpp"] and mixed.values["psnr"] == plain.values["psnr"]
+    assert mixed.loss > plain.loss
+    rows = _rows(tmp_path / "0.05", 1)
+    assert float(rows[0]["ms_ssim"]) == pytest.approx(mixed.values["ms_ssim"])
+
+
+def test_ms_ssim_weight_is_checked(data, tmp_path):
+    from sodec_plugin.config import resolve_config
+
+    with pytest.raises(ValueError, match="ms_ssim_weight"):
+        _ms_ssim_recipe(-0.01)
+    with pytest.raises(ValueError, match="at least 161 px"):  # refused before a step, not deep in pytorch_msssim
+        Trainer(resolve_config("tiny"), _ms_ssim_recipe(0.01, crop=128), data, tmp_path, 1)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_gpu_run_exports_the_same_model_as_the_cpu(data, tmp_path):
     """A run trained on a GPU exports (its coding tables are built on the CPU) to the very file that

@@ -37,6 +37,11 @@ class TrainRecipe:
     gradient_checkpointing: bool = True
     # Stage 1: compression module + fidelity decoder, all rate points of the config at once.
     stage1: StageRecipe = field(default_factory=lambda: StageRecipe(steps=13000, lr=5e-4))
+    # Stage 1's distortion is MSE + ms_ssim_weight * (1 - MS-SSIM), both on [0, 1] pixels: 0 trains
+    # for PSNR alone; 0.02 gives the MS-SSIM term the weight CompressAI's MS-SSIM models give it
+    # (their lambdas are 0.019-0.021 x 255^2 x those of their MSE models, quality for quality).
+    # Needs crops of at least 161 px (5 MS-SSIM scales).
+    ms_ssim_weight: float = 0.0
     # Stage 2: diffusion path with distortion only: d = k_M * MSE + k_P * LPIPS (HiFiC weights).
     stage2: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-5, crop=512, batch_size=4))
     k_mse: float = 0.075 * 2**-5 * 255**2
@@ -52,6 +57,8 @@ class TrainRecipe:
     target_rate_index: int = 0
 
     def __post_init__(self) -> None:
+        if self.ms_ssim_weight < 0:
+            raise ValueError(f"ms_ssim_weight must be >= 0, not {self.ms_ssim_weight}")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, not {self.mixed_precision!r}")
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..config import SODECConfig, resolve_config
+from ..eval.metrics import MS_SSIM_MIN_SIDE
 from ..models.sodec import SODECModel
 from .data import CropDataset
 from .recipe import TrainRecipe, builtin_recipes
@@ -204,7 +205,8 @@ class Trainer:
 
 
 class Stage1:
-    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*MSE + bpp."""
+    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*d + bpp, with
+    d = MSE (+ ms_ssim_weight * (1 - MS-SSIM) where the recipe asks for it)."""
 
     def __init__(self, t: Trainer) -> None:
         self.t = t
@@ -214,6 +216,8 @@ class Stage1:
         self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
                            torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
         self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
+        if t.recipe.ms_ssim_weight and t.sr.crop < MS_SSIM_MIN_SIDE:
+            raise ValueError(f"ms_ssim_weight needs crops of at least {MS_SSIM_MIN_SIDE} px, not {t.sr.crop}")
 
     def step(self, x: torch.Tensor, step: int) -> StepResult:
         m, comp = self.t.model, self.t.model.compression
@@ -224,13 +228,20 @@ class Stage1:
         mse = (x_f - x).pow(2).flatten(1).mean(1)
         pixels = x.shape[-1] * x.shape[-2]
         bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
-        loss = (self.lambdas[r] * 255**2 * mse + bpp).mean()
+        distortion, extra = mse, {}
+        if w := self.t.recipe.ms_ssim_weight:
+            from pytorch_msssim import ms_ssim
+
+            msssim = ms_ssim(x_f, x, data_range=1.0, size_average=False)
+            distortion = mse + w * (1 - msssim)
+            extra["ms_ssim"] = msssim.detach().mean().item()
+        loss = (self.lambdas[r] * 255**2 * distortion + bpp).mean()
         opt, aux_opt = self.optimizers
         self.t.update(loss, opt, self.t.recipe.grad_clip)
         aux = comp.entropy_bottleneck.loss()
         self.t.update(aux, aux_opt)
         psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
-        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item()})
+        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
 
 
 def export_checkpoint(config: str, out: str | Path, folder: str | Path, stage: int = 1,

@@ -165,7 +165,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-7` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-8` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -189,8 +189,10 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-5": SODECConfig(name="sodec-lite-5", **lite_ctx),
         # Sixth release: sodec-lite-5 trained further.
         "sodec-lite-6": SODECConfig(name="sodec-lite-6", **lite_ctx),
-        # Seventh release (the default): sodec-lite-6 trained further, on a GPU.
+        # Seventh release: sodec-lite-6 trained further, on a GPU.
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
+        # Eighth release (the default): sodec-lite-7 trained further for MSE + MS-SSIM.
+        "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

@@ -193,6 +193,8 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
         # Eighth release (the default): sodec-lite-7 trained further for MSE + MS-SSIM.
         "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
+        # In training (not released): sodec-lite-8 trained further with more weight on MS-SSIM.
+        "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

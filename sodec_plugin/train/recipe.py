@@ -123,6 +123,10 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # in the distortion (ms_ssim_weight 0.01), on all of the training folder. BD-rate on Kodak -11.8%
     # (MS-SSIM) / -0.6% (PSNR) against sodec-lite-7.
     lite8 = dataclasses.replace(crops256(10, 8000), ms_ssim_weight=0.01)
+    # sodec-lite-9 (in training): sodec-lite-8 continued (`--init-from sodec_plugin/weights/sodec-lite-8`)
+    # with ms_ssim_weight 0.025, for the AVIF MS-SSIM target.
+    lite9 = dataclasses.replace(crops256(11, 20000), ms_ssim_weight=0.025)
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
-            "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "sodec-lite-8": lite8, "tiny": tiny,
+            "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "sodec-lite-8": lite8,
+            "sodec-lite-9": lite9, "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

@@ -79,6 +79,11 @@ class SODECConfig:
     hyper_latent_channels: int = 64
     # Fidelity decoder D_a mirrors E with these widths (from the latent side outwards).
     synthesis_channels: tuple[int, int, int] = (64, 64, 64)
+    # Residual blocks on the latent (1/16) grid after E and before D_a: capacity where it costs
+    # little (D_a spends most of its time at 1/4 and 1/2 resolution). They start as the identity,
+    # so a model without them can be trained further with them (see train.trainer.warm_start).
+    analysis_blocks: int = 0
+    synthesis_blocks: int = 0
     # Variable rate: one gain vector per rate point; lambda weights MSE*255^2 against bits/pixel.
     rate_lambdas: tuple[float, ...] = (0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.02)
     # Rate positions between points are coded in steps of 1/rate_substeps (exact interpolation).
@@ -121,6 +126,9 @@ class SODECConfig:
         d["format_version"] = FORMAT_VERSION
         if d["context_model"] == "none":  # as before context models existed, so older readers still load it
             del d["context_model"], d["context_channels"]
+        for key in ("analysis_blocks", "synthesis_blocks"):  # likewise for models without them
+            if d[key] == 0:
+                del d[key]
         return d
 
     @classmethod
@@ -193,8 +201,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
         # Eighth release (the default): sodec-lite-7 trained further for MSE + MS-SSIM.
         "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
-        # In training (not released): sodec-lite-8 trained further with more weight on MS-SSIM.
-        "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_ctx),
+        # In training (not released): sodec-lite-8 with three residual blocks on the latent grid
+        # after E and before D_a.
+        "sodec-lite-9": SODECConfig(name="sodec-lite-9", analysis_blocks=3, synthesis_blocks=3, **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

@@ -24,6 +24,7 @@ from ..config import SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 from .prior import PriorSynthesis
+from .transform import latent_blocks
 
 CONTEXT_MODELS = ("none", "checkerboard")
 
@@ -33,16 +34,19 @@ def _down(cin: int, cout: int) -> nn.Conv2d:
 
 
 class Analysis(nn.Module):
-    """E: image in [0, 1] -> latent y at 1/16 resolution (four stride-2 stages with GDN)."""
+    """E: image in [0, 1] -> latent y at 1/16 resolution (four stride-2 stages with GDN, then
+    `blocks` residual blocks on the latent grid)."""
 
-    def __init__(self, widths: tuple[int, int, int], latent: int) -> None:
+    def __init__(self, widths: tuple[int, int, int], latent: int, blocks: int = 0) -> None:
         super().__init__()
         c0, c1, c2 = widths
         self.net = nn.Sequential(_down(3, c0), GDN(c0), _down(c0, c1), GDN(c1),
                                  _down(c1, c2), GDN(c2), _down(c2, latent))
+        self.blocks = latent_blocks(latent, blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2.0 - 1.0)
+        y = self.net(x * 2.0 - 1.0)
+        return y if self.blocks is None else self.blocks(y)
 
 
 class HyperAnalysis(nn.Module):
@@ -74,7 +78,7 @@ class CompressionModule(nn.Module):
             raise ValueError("rate_substeps must be a power of two (exact gain interpolation)")
         self.cfg = cfg
         m = cfg.latent_channels
-        self.analysis = Analysis(cfg.analysis_channels, m)
+        self.analysis = Analysis(cfg.analysis_channels, m, cfg.analysis_blocks)
         self.hyper_analysis = HyperAnalysis(m, cfg.hyper_channels, cfg.hyper_latent_channels)
         self.prior = PriorSynthesis(cfg.hyper_latent_channels, cfg.hyper_channels, m,
                                     cfg.prior_weight_bits, cfg.prior_activation_bits, cfg.prior_output_bits)

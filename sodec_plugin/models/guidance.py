@@ -11,22 +11,27 @@ import torch
 from compressai.layers import GDN
 from torch import nn
 
+from .transform import latent_blocks
+
 
 def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
 
 
 class FidelityDecoder(nn.Module):
-    """D_a: y_hat -> x_f in [0, 1] (mirror of E with inverse GDN)."""
+    """D_a: y_hat -> x_f in [0, 1] (`blocks` residual blocks on the latent grid, then the mirror
+    of E with inverse GDN)."""
 
-    def __init__(self, latent: int, widths: tuple[int, int, int]) -> None:
+    def __init__(self, latent: int, widths: tuple[int, int, int], blocks: int = 0) -> None:
         super().__init__()
         c0, c1, c2 = widths
+        self.blocks = latent_blocks(latent, blocks)
         self.net = nn.Sequential(_up(latent, c0), GDN(c0, inverse=True), _up(c0, c1), GDN(c1, inverse=True),
                                  _up(c1, c2), GDN(c2, inverse=True), _up(c2, 3))
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return (self.net(y_hat) + 1.0) * 0.5
+        h = y_hat if self.blocks is None else self.blocks(y_hat)
+        return (self.net(h) + 1.0) * 0.5
 
 
 class GuidanceProjection(nn.Module):

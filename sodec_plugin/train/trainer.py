@@ -287,16 +287,25 @@ def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float
 
 def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     """`src` as the start of training `cfg`: as is when the configs agree, else with its gain
-    vectors resampled to other rate points and/or a context model added (it starts as the
-    identity, so the new model codes exactly what `src` coded). Anything else is refused,
-    since weights of another shape cannot start a run."""
-    adds_context = src.cfg.context_model == "none" and cfg.context_model != "none"
-    keep = {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
+    vectors resampled to other rate points and/or new modules that start as the identity (a
+    context model, residual blocks on the latent grid), so the new model codes and decodes
+    exactly what `src` did. Anything else is refused, since weights of another shape cannot
+    start a run."""
+    keep: dict[str, object] = {}
+    fresh_prefixes = ["diffusion."]
+    if src.cfg.context_model == "none" and cfg.context_model != "none":
+        keep |= {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
+        fresh_prefixes.append("compression.context.")
+    for field, prefix in (("analysis_blocks", "compression.analysis.blocks."),
+                          ("synthesis_blocks", "fidelity_decoder.blocks.")):
+        if getattr(src.cfg, field) == 0 and getattr(cfg, field) > 0:
+            keep[field] = 0
+            fresh_prefixes.append(prefix)
     same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == (
-        dataclasses.replace(cfg, **keep) if adds_context else cfg)
+        dataclasses.replace(cfg, **keep))
     if not same_shape:
         raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
-                         "only the name, rate_lambdas and an added context model may differ")
+                         "only the name, rate_lambdas, an added context model and added latent blocks may differ")
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)
@@ -305,7 +314,7 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     for key in ("gain", "inverse_gain"):
         state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = [k for k in missing if not k.startswith(("diffusion.", "compression.context."))]
+    fresh = [k for k in missing if not k.startswith(tuple(fresh_prefixes))]
     if fresh or unexpected:
         raise ValueError(f"--init-from weights do not fit config {cfg.name!r}: "
                          f"missing {fresh}, unexpected {unexpected}")

@@ -173,7 +173,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-8` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-9` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -199,10 +199,10 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-6": SODECConfig(name="sodec-lite-6", **lite_ctx),
         # Seventh release: sodec-lite-6 trained further, on a GPU.
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
-        # Eighth release (the default): sodec-lite-7 trained further for MSE + MS-SSIM.
+        # Eighth release: sodec-lite-7 trained further for MSE + MS-SSIM.
         "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
-        # In training (not released): sodec-lite-8 with three residual blocks on the latent grid
-        # after E and before D_a.
+        # Ninth release (the default): sodec-lite-8 with three residual blocks on the latent grid
+        # after E and before D_a, trained further for MSE + MS-SSIM.
         "sodec-lite-9": SODECConfig(name="sodec-lite-9", analysis_blocks=3, synthesis_blocks=3, **lite_ctx),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,

@@ -185,6 +185,8 @@ def builtin_configs() -> dict[str, SODECConfig]:
     lite_rates = (0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128)
     # sodec-lite-5 onwards: the same network with a checkerboard context model.
     lite_ctx = {"rate_lambdas": lite_rates, "context_model": "checkerboard", "context_channels": 64}
+    # sodec-lite-9 onwards: the same with residual blocks on the latent grid.
+    lite_blocks = {**lite_ctx, "analysis_blocks": 3, "synthesis_blocks": 3}
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),
         # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
@@ -203,7 +205,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
         # Ninth release (the default): sodec-lite-8 with three residual blocks on the latent grid
         # after E and before D_a, trained further for MSE + MS-SSIM.
-        "sodec-lite-9": SODECConfig(name="sodec-lite-9", analysis_blocks=3, synthesis_blocks=3, **lite_ctx),
+        "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_blocks),
+        # In training (not released): sodec-lite-9 trained further with more weight on MS-SSIM.
+        "sodec-lite-10": SODECConfig(name="sodec-lite-10", **lite_blocks),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

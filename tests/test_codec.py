@@ -111,9 +111,9 @@ def test_tiled_fidelity_decode_equals_untiled(tiny_fidelity):
 def test_tiled_decode_of_the_bundled_default_equals_untiled():
     """The default model's latent blocks widen its receptive field past the ~3 cells the tile
     overlap was set for: its tiles must still decode to the untiled image (to rounding)."""
-    from pathlib import Path
+    from tests.make_golden import SOURCE  # the example photo the package ships
 
-    with Image.open(Path(__file__).resolve().parents[1] / "examples" / "kodim23.png") as im:
+    with Image.open(SOURCE) as im:
         data = sp.compress(im.convert("RGB"), quality=50)  # 48 x 32 latent cells
     whole = np.asarray(sp.decompress(data, tile=64)).astype(int)
     tiled = np.asarray(sp.decompress(data, tile=1)).astype(int)  # 24-cell tiles, 8 cells overlap

@@ -16,6 +16,10 @@ from typing import Any
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+# Config fields that count identity-initialised residual blocks, and the state-dict prefix of
+# each: omitted from config.json when 0, and a warm start may append blocks to them.
+BLOCK_FIELDS = {"analysis_blocks": "compression.analysis.blocks.", "synthesis_blocks": "fidelity_decoder.blocks.",
+                "synthesis_blocks_1_8": "fidelity_decoder.blocks_1_8."}
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class SODECConfig:
     # so a model without them can be trained further with them (see train.trainer.warm_start).
     analysis_blocks: int = 0
     synthesis_blocks: int = 0
+    # Residual blocks inside D_a after its first upsampling (the 1/8 grid, synthesis_channels[0]
+    # wide): as cheap to decode as latent blocks, nearer the pixels. Identity at the start too.
+    synthesis_blocks_1_8: int = 0
     # Variable rate: one gain vector per rate point; lambda weights MSE*255^2 against bits/pixel.
     rate_lambdas: tuple[float, ...] = (0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.02)
     # Rate positions between points are coded in steps of 1/rate_substeps (exact interpolation).
@@ -126,7 +133,7 @@ class SODECConfig:
         d["format_version"] = FORMAT_VERSION
         if d["context_model"] == "none":  # as before context models existed, so older readers still load it
             del d["context_model"], d["context_channels"]
-        for key in ("analysis_blocks", "synthesis_blocks"):  # likewise for models without them
+        for key in BLOCK_FIELDS:  # likewise for models without them
             if d[key] == 0:
                 del d[key]
         return d

@@ -1,7 +1,7 @@
 """Tiled decoding of large images: memory bounded by the tile, no visible seams.
 
 Tiles overlap and are blended with linear ramps. When the overlap covers the decoder's receptive
-field (the fidelity decoder needs about 3 latent cells; latent blocks widen it, but their far taps
+field (the fidelity decoder needs about 3 latent cells; residual blocks widen it, but their far taps
 stay below rounding, which the tests check on the bundled default) the blend is of identical values
 and the result equals an untiled decode; for the diffusion UNet the ramps hide the seams.
 """

@@ -24,7 +24,7 @@ from ..config import SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 from .prior import PriorSynthesis
-from .transform import latent_blocks
+from .transform import identity_blocks
 
 CONTEXT_MODELS = ("none", "checkerboard")
 
@@ -42,7 +42,7 @@ class Analysis(nn.Module):
         c0, c1, c2 = widths
         self.net = nn.Sequential(_down(3, c0), GDN(c0), _down(c0, c1), GDN(c1),
                                  _down(c1, c2), GDN(c2), _down(c2, latent))
-        self.blocks = latent_blocks(latent, blocks)
+        self.blocks = identity_blocks(latent, blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x * 2.0 - 1.0)

@@ -39,7 +39,8 @@ class SODECModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.compression = CompressionModule(cfg)
-        self.fidelity_decoder = FidelityDecoder(cfg.latent_channels, cfg.synthesis_channels, cfg.synthesis_blocks)
+        self.fidelity_decoder = FidelityDecoder(cfg.latent_channels, cfg.synthesis_channels, cfg.synthesis_blocks,
+                                                cfg.synthesis_blocks_1_8)
         self.diffusion = None
         if cfg.diffusion is not None:
             from .diffusion import DiffusionDecoder

@@ -27,9 +27,9 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
-def latent_blocks(ch: int, n: int) -> nn.Sequential | None:
-    """`n` identity-initialised residual blocks on the latent grid (None when n is 0, so that
-    models without them keep their state-dict keys)."""
+def identity_blocks(ch: int, n: int) -> nn.Sequential | None:
+    """`n` identity-initialised residual blocks (None when n is 0, so that models without them
+    keep their state-dict keys)."""
     return nn.Sequential(*(ResBlock(ch, identity=True) for _ in range(n))) if n else None
 
 

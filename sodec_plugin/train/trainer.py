@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..config import SODECConfig, resolve_config
+from ..config import BLOCK_FIELDS, SODECConfig, resolve_config
 from ..eval.metrics import MS_SSIM_MIN_SIDE
 from ..models.sodec import SODECModel
 from .data import CropDataset
@@ -288,24 +288,24 @@ def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float
 def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     """`src` as the start of training `cfg`: as is when the configs agree, else with its gain
     vectors resampled to other rate points and/or new modules that start as the identity (a
-    context model, residual blocks on the latent grid), so the new model codes and decodes
-    exactly what `src` did. Anything else is refused, since weights of another shape cannot
-    start a run."""
+    context model, residual blocks appended to any of the BLOCK_FIELDS), so the new model codes
+    and decodes exactly what `src` did. Anything else is refused, since weights of another shape
+    cannot start a run."""
     keep: dict[str, object] = {}
     fresh_prefixes = ["diffusion."]
     if src.cfg.context_model == "none" and cfg.context_model != "none":
         keep |= {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
         fresh_prefixes.append("compression.context.")
-    for field, prefix in (("analysis_blocks", "compression.analysis.blocks."),
-                          ("synthesis_blocks", "fidelity_decoder.blocks.")):
-        if getattr(src.cfg, field) == 0 and getattr(cfg, field) > 0:
-            keep[field] = 0
-            fresh_prefixes.append(prefix)
+    for field, prefix in BLOCK_FIELDS.items():
+        old, new = getattr(src.cfg, field), getattr(cfg, field)
+        if new > old:  # blocks appended after the trained ones
+            keep[field] = old
+            fresh_prefixes += [f"{prefix}{i}." for i in range(old, new)]
     same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == (
         dataclasses.replace(cfg, **keep))
     if not same_shape:
         raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
-                         "only the name, rate_lambdas, an added context model and added latent blocks may differ")
+                         "only the name, rate_lambdas, an added context model and added blocks may differ")
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)

@@ -277,15 +277,7 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
         y = timed("enc: E analysis", lambda x=x: comp.analysis(x))
         z = timed("enc: H_a hyper analysis", lambda y=y: comp.hyper_analysis(y).double().cpu())
     z_tab, y_tab = comp.tables()
-
-    def quant_z(z: torch.Tensor = z) -> tuple[np.ndarray, torch.Tensor]:
-        med = comp.z_median.double()[None, :, None, None]
-        zi = comp.z_indexes(tuple(z.shape))
-        zs = z_tab.clamp(torch.round(z - med).numpy().astype(np.int64).reshape(-1), zi.reshape(-1))
-        zs = zs.reshape(z.shape[1:])
-        return zs, torch.from_numpy(zs).double()[None] + med
-
-    z_sym, z_hat = timed("enc: quantise z", quant_z)
+    z_sym, z_hat = timed("enc: quantise z", lambda: comp.quantize_z(z, position))
     timed("enc: exact prior P alone (fixed point)", lambda: comp.y_parameters(z_hat, position))
 
     y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y",
@@ -305,7 +297,7 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
     yd, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y",
                         lambda: comp.decode_y(f.y_stream, z_hat_d, position))
     y_hat = timed("dec: dequantise y_hat", lambda: comp.y_hat_from_symbols(yd, means_d, position))
-    z_hat_f = z_hat_d.float()
+    z_hat_f = comp.z_dequantized(z_hat_d, position).float()
     if mode == "fidelity" or not m.has_diffusion:
         x_out = timed(f"dec: D_a fidelity decoder (tile {tile})",
                       lambda: codec.decode_image(m, y_hat, z_hat_f, "fidelity", tile=tile))

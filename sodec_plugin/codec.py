@@ -200,7 +200,7 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
     except entropy.EntropyError as e:
         raise FormatError(f"corrupt .sdc streams: {e}") from e
     y_hat = comp.y_hat_from_symbols(y_sym, means, f.rate_position)
-    return y_hat, z_hat.float()
+    return y_hat, comp.z_dequantized(z_hat, f.rate_position).float()
 
 
 def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,

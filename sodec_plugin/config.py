@@ -107,6 +107,10 @@ class SODECConfig:
     prior_activation_bits: int = 8
     prior_output_bits: int = 8
     gain_bits: int = 12
+    # A gain vector per rate point on z too (Cui et al.'s hyper gain): without it z is the same at
+    # every rate (~200 B per Kodak image, a tenth of a smooth image's file at low rates). Gains
+    # start at 1, so a model without them can be trained further with them.
+    hyper_gain: bool = False
     # Context model of y: "none" (the hyperprior alone) or "checkerboard" (a second coding pass
     # refined from the decoded half, He et al. 2021; context_channels wide).
     context_model: str = "none"
@@ -133,8 +137,8 @@ class SODECConfig:
         d["format_version"] = FORMAT_VERSION
         if d["context_model"] == "none":  # as before context models existed, so older readers still load it
             del d["context_model"], d["context_channels"]
-        for key in BLOCK_FIELDS:  # likewise for models without them
-            if d[key] == 0:
+        for key in (*BLOCK_FIELDS, "hyper_gain"):  # likewise for models without them
+            if not d[key]:
                 del d[key]
         return d
 

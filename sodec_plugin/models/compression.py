@@ -4,7 +4,8 @@ Layered as in compressai: networks here, entropy models (EntropyBottleneck for z
 GaussianConditional for y) for the training likelihoods, and the integer coding tables that
 ``sodec_plugin.entropy`` turns into bytes. One model covers every rate point with a gain vector
 per point (Cui et al., "Asymmetric gained deep image compression", 2021): y is scaled by the
-gain before rounding, and the prior's means and scales are scaled by the same exact gain.
+gain before rounding, and the prior's means and scales are scaled by the same exact gain. With
+`hyper_gain`, z is scaled too, and the prior reads the symbols through an exact inverse gain.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class CompressionModule(nn.Module):
         init = torch.sqrt(lam / lam[len(lam) // 2])[:, None].repeat(1, m)
         self.gain = nn.Parameter(init.clone())
         self.inverse_gain = nn.Parameter(1.0 / init)
+        if cfg.hyper_gain:
+            self.z_gain = nn.Parameter(torch.ones(len(lam), cfg.hyper_latent_channels))
+            self.z_inverse_gain = nn.Parameter(torch.ones(len(lam), cfg.hyper_latent_channels))
         # Integer coding tables, filled by update_tables() before saving and loaded with the weights.
         self.register_buffer("scale_table", torch.zeros(0, dtype=torch.float64))
         for name in ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median"):
@@ -105,7 +109,11 @@ class CompressionModule(nn.Module):
         estimator for the decoder, noise is used for the likelihoods."""
         y = self.analysis(x)
         z = self.hyper_analysis(y)
-        z_tilde, z_lik = self.entropy_bottleneck(z)
+        if self.cfg.hyper_gain:
+            z_tilde, z_lik = self.entropy_bottleneck(z * self.z_gain.abs()[rate_index][:, :, None, None])
+            z_tilde = z_tilde * self.z_inverse_gain.abs()[rate_index][:, :, None, None]
+        else:
+            z_tilde, z_lik = self.entropy_bottleneck(z)
         means, scales = self.prior(z_tilde)
         g = self.gain.abs()[rate_index][:, :, None, None]
         yg, mg, sg = y * g, means * g, scales * g
@@ -172,16 +180,27 @@ class CompressionModule(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- exact gains and parameters ---------------------------------------------------------
-    def exact_gain(self, position: int) -> torch.Tensor:
-        """The y gain at a rate position as exact dyadic float64 (linear between fixed-point
-        gains of the two neighbouring rate points)."""
+    def exact_gain(self, position: int, gains: torch.Tensor | None = None) -> torch.Tensor:
+        """The y gain (or other `gains`, one row per rate point) at a rate position as exact
+        dyadic float64 (linear between fixed-point gains of the two neighbouring rate points)."""
         cfg = self.cfg
         if not 0 <= position <= cfg.max_rate_position:
             raise ValueError(f"rate position {position} outside 0..{cfg.max_rate_position}")
-        g = torch.round(self.gain.detach().abs().double().cpu() * 2.0**cfg.gain_bits)
+        gains = self.gain if gains is None else gains
+        g = torch.round(gains.detach().abs().double().cpu() * 2.0**cfg.gain_bits)
         i, k = divmod(position, cfg.rate_substeps)
         j = min(i + 1, cfg.num_rates - 1)
         return (g[i] * (cfg.rate_substeps - k) + g[j] * k) / (cfg.rate_substeps * 2.0**cfg.gain_bits)
+
+    def z_inverse_gain_at(self, position: int) -> torch.Tensor | None:
+        """The exact inverse hyper gain the prior reads z's symbols through (None without one)."""
+        return self.exact_gain(position, self.z_inverse_gain) if self.cfg.hyper_gain else None
+
+    def z_dequantized(self, z_hat: torch.Tensor, position: int) -> torch.Tensor:
+        """z as the networks after the prior (H_s) see it: the coded lattice times the inverse
+        hyper gain."""
+        ig = self.z_inverse_gain_at(position)
+        return z_hat if ig is None else z_hat * ig.to(z_hat)[None, :, None, None]
 
     def inverse_gain_at(self, position: int) -> torch.Tensor:
         """Decoder-side inverse gain (geometric interpolation; need not be exact)."""
@@ -193,7 +212,7 @@ class CompressionModule(nn.Module):
 
     def hyper_parameters(self, z_hat: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact gained means and scales (float64, CPU) of y from the hyperprior alone."""
-        means, scales = self.prior.exact(z_hat)  # views of one temporary: scaled in place
+        means, scales = self.prior.exact(z_hat, self.z_inverse_gain_at(position))  # views: scaled in place
         g = self.exact_gain(position)[None, :, None, None]
         return means.mul_(g), scales.clamp_(min=self.cfg.scale_min).mul_(g)
 
@@ -253,17 +272,23 @@ class CompressionModule(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, position: int) -> Latents:
         """x: (1, 3, H, W) in [0, 1], H and W multiples of 64."""
-        z_tab, _ = self.tables()
         y = self.analysis(x)
-        z = self.hyper_analysis(y).double().cpu()
-        y = y.float()
+        z_sym, z_hat = self.quantize_z(self.hyper_analysis(y), position)
+        y_sym, indexes = self.quantize_y(y.float(), z_hat, position)
+        return Latents(z_sym, y_sym, position, indexes)
+
+    def quantize_z(self, z: torch.Tensor, position: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The encoder's z (1, Cz, h, w): symbols (Cz, h, w), clamped to the tables, and the
+        integer z_hat (float64) the prior reads."""
+        z_tab, _ = self.tables()
+        z = z.double().cpu()
+        if self.cfg.hyper_gain:
+            z = z * self.exact_gain(position, self.z_gain)[None, :, None, None]
         med = self.z_median.double()[None, :, None, None]
-        z_sym = torch.round(z - med)
         zi = self.z_indexes(tuple(z.shape))
-        z_sym_np = z_tab.clamp(z_sym.numpy().astype(np.int64).reshape(-1), zi.reshape(-1)).reshape(z.shape[1:])
-        z_hat = torch.from_numpy(z_sym_np).double()[None] + med
-        y_sym, indexes = self.quantize_y(y, z_hat, position)
-        return Latents(z_sym_np.astype(np.int32), y_sym, position, indexes)
+        z_sym = z_tab.clamp(torch.round(z - med).numpy().astype(np.int64).reshape(-1), zi.reshape(-1))
+        z_sym = z_sym.reshape(z.shape[1:]).astype(np.int32)
+        return z_sym, self.z_hat_from_symbols(z_sym)
 
     def quantize_y(self, y: torch.Tensor, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, np.ndarray]:
         """The encoder's side of code_y: y rounded pass by pass; symbols and indexes (M, h, w)."""

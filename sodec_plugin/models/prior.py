@@ -32,13 +32,16 @@ class PriorSynthesis(nn.Module):
         return means, scales
 
     @torch.no_grad()
-    def exact(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales as exact dyadic float64 values on the CPU; z_hat must be integers."""
+    def exact(self, z_hat: torch.Tensor, in_gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scales as exact dyadic float64 values on the CPU; z_hat must be integers.
+        `in_gain` (exact, per channel) scales the input: it is folded into the first layer's
+        weights before they are rounded, so the input stays integer."""
         wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
         x = z_hat.detach().double().cpu().clamp(-(2.0**15), 2.0**15)
         if not torch.equal(x, torch.round(x)):
             raise ValueError("exact prior needs integer z_hat")
-        acc = conv_exact(x, *fixed_weights(self.up1, wb, 0))
+        mask = None if in_gain is None else in_gain.double().cpu()[None, :, None, None]
+        acc = conv_exact(x, *fixed_weights(self.up1, wb, 0, mask))
         h = requantize(F.pixel_shuffle(acc, 2).relu_(), wb, ab).clamp_(max=self.activation_range)
         acc = conv_exact(h, *fixed_weights(self.up2, wb, ab))
         h = requantize(F.pixel_shuffle(acc, 2).relu_(), wb + ab, ab).clamp_(max=self.activation_range)

@@ -288,11 +288,14 @@ def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float
 def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     """`src` as the start of training `cfg`: as is when the configs agree, else with its gain
     vectors resampled to other rate points and/or new modules that start as the identity (a
-    context model, residual blocks appended to any of the BLOCK_FIELDS), so the new model codes
+    context model, hyper gains of 1, residual blocks appended to any of the BLOCK_FIELDS), so the new model codes
     and decodes exactly what `src` did. Anything else is refused, since weights of another shape
     cannot start a run."""
     keep: dict[str, object] = {}
     fresh_prefixes = ["diffusion."]
+    if cfg.hyper_gain and not src.cfg.hyper_gain:  # gains of 1: z is coded as before
+        keep["hyper_gain"] = False
+        fresh_prefixes += ["compression.z_gain", "compression.z_inverse_gain"]
     if src.cfg.context_model == "none" and cfg.context_model != "none":
         keep |= {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
         fresh_prefixes.append("compression.context.")
@@ -305,14 +308,15 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
         dataclasses.replace(cfg, **keep))
     if not same_shape:
         raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
-                         "only the name, rate_lambdas, an added context model and added blocks may differ")
+                         "only the name, rate_lambdas, an added context model, hyper gain or blocks may differ")
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("diffusion.")}
     comp = "compression."
-    for key in ("gain", "inverse_gain"):
-        state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
+    for key in ("gain", "inverse_gain", "z_gain", "z_inverse_gain"):
+        if comp + key in state:
+            state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
     missing, unexpected = model.load_state_dict(state, strict=False)
     fresh = [k for k in missing if not k.startswith(tuple(fresh_prefixes))]
     if fresh or unexpected:

@@ -186,7 +186,8 @@ def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any
 
 
 def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy-decode the streams to (y_hat, z_hat) on the CPU; every size is checked first."""
+    """Entropy-decode the streams to (y_hat, z_hat) on the CPU, both as the decoders read them
+    (z_hat divided by the hyper gain where the model has one); every size is checked first."""
 
     comp = m.compression
     pm = comp.pad_multiple()

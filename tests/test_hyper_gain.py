@@ -6,12 +6,15 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import sodec_plugin as sp
+from sodec_plugin import entropy
 from sodec_plugin.config import SODECConfig
 from sodec_plugin.container import parse
 from sodec_plugin.models.sodec import SODECModel
+from sodec_plugin.rates import position_to_quality
 from sodec_plugin.train.recipe import builtin_recipes
 from sodec_plugin.train.trainer import Trainer
 from tests.conftest import kodak_crop
@@ -49,35 +52,58 @@ def test_warm_start_adds_a_hyper_gain_that_codes_and_decodes_the_same_image(tiny
 
 def test_the_hyper_gain_sets_the_precision_of_z_and_the_decoder_reads_it_back(tiny_fidelity, data, tmp_path):  # noqa: F811
     src, t = _warm(tiny_fidelity, data, tmp_path)
-    with torch.no_grad():  # the tiny random H_a gives |z| < 0.1: the lowest point codes it 64x finer
+    with torch.no_grad():  # the tiny random H_a gives |z| < 0.1: the low points code it much finer
         t.model.compression.z_gain[0] = 64.0
-        t.model.compression.z_inverse_gain[0] = 1 / 64
+        t.model.compression.z_gain[1] = 16.0
     m = SODECModel.from_folder(t.model.save_pretrained(tmp_path / "finer"))
     comp = m.compression
     image = kodak_crop(7, (0, 0, 256, 192))
     x = comp.pad(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255, 64)
-    lat, lat_src = comp.encode(x, 0), src.compression.encode(x, 0)
-    assert not lat_src.z_symbols.any() and np.abs(lat.z_symbols).max() > 1
-    top = comp.cfg.max_rate_position  # the other points keep a gain of 1
+    top = comp.cfg.max_rate_position  # the last point keeps a gain of 1
     assert np.array_equal(comp.encode(x, top).z_symbols, src.compression.encode(x, top).z_symbols)
-    coded = sp.compress(image, model=m, quality=1)
-    assert parse(coded).z_stream != parse(sp.compress(image, model=src, quality=1)).z_stream
-    # the prior reads the symbols through the exact inverse gain: it follows the float prior on
-    # the de-gained z, not on the symbols themselves
-    z_hat = comp.z_hat_from_symbols(lat.z_symbols)
-    means, _ = comp.y_parameters(z_hat, 0)
-    g = comp.exact_gain(0)[None, :, None, None]
+    assert not src.compression.encode(x, 0).z_symbols.any()
+    for position in (0, 8):  # a rate point, and halfway to the next one (gain 40)
+        lat = comp.encode(x, position)
+        assert np.abs(lat.z_symbols).max() > 1
+        # the prior reads the symbols through the inverse gain: it follows the float prior on
+        # the de-gained z, not on the symbols themselves
+        z_hat = comp.z_hat_from_symbols(lat.z_symbols)
+        means, _ = comp.y_parameters(z_hat, position)
+        g = comp.exact_gain(position)[None, :, None, None]
+        with torch.no_grad():
+            float_means = comp.prior(comp.z_dequantized(z_hat, position).float())[0].double() * g
+            ungained_means = comp.prior(z_hat.float())[0].double() * g
+        tol = 0.05 * g.max().item()
+        assert torch.allclose(means, float_means, atol=tol) and not torch.allclose(means, ungained_means, atol=tol)
+        # and the decoder gets back what the encoder coded
+        f = parse(sp.compress(image, model=m, quality=position_to_quality(position, top)))
+        assert f.rate_position == position
+        z_dec = comp.z_hat_from_symbols(entropy.decode(f.z_stream, comp.z_indexes(z_hat.shape), comp.tables()[0])
+                                        .reshape(z_hat.shape[1:]))
+        assert torch.equal(z_dec, z_hat)
+        assert np.array_equal(comp.decode_y(f.y_stream, z_dec, position)[0], lat.y_symbols)
+
+
+def test_a_model_whose_hyper_gain_rounds_to_zero_is_not_saved(tiny_fidelity, data, tmp_path):  # noqa: F811
+    _, t = _warm(tiny_fidelity, data, tmp_path)
     with torch.no_grad():
-        float_means = comp.prior(comp.z_dequantized(z_hat, 0).float())[0].double() * g
-        ungained_means = comp.prior(z_hat.float())[0].double() * g
-    tol = 0.05 * g.max().item()
-    assert torch.allclose(means, float_means, atol=tol) and not torch.allclose(means, ungained_means, atol=tol)
-    out = sp.decompress(coded, model=m)
-    assert out.size == image.size and np.array_equal(np.asarray(out), np.asarray(sp.decompress(coded, model=m)))
+        t.model.compression.z_gain[1] = 1e-5
+    with pytest.raises(ValueError, match="rounds to 0"):
+        t.model.save_pretrained(tmp_path / "broken")
 
 
 def test_configs_without_a_hyper_gain_are_written_as_before():
     assert "hyper_gain" not in SODECConfig().to_dict()
     cfg = SODECConfig(hyper_gain=True)
     assert SODECConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert not {"compression.z_gain", "compression.z_inverse_gain"} & set(SODECModel(SODECConfig()).state_dict())
+    assert "compression.z_gain" not in SODECModel(SODECConfig()).state_dict()
+
+
+def test_a_hyper_gain_of_one_gives_the_prior_of_no_gain_bit_for_bit(tiny_fidelity):
+    prior = SODECModel.from_folder(tiny_fidelity).compression.prior
+    z = torch.randint(-20, 21, (1, prior.up1.in_channels, 6, 5)).double()
+    ones = torch.ones(prior.up1.in_channels, dtype=torch.float64)
+    for a, b in zip(prior.exact(z), prior.exact(z, ones), strict=True):
+        assert torch.equal(a, b)
+    halved = prior.exact(z, ones / 2)[0]
+    assert not torch.equal(halved, prior.exact(z)[0])

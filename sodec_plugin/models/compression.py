@@ -95,9 +95,8 @@ class CompressionModule(nn.Module):
         init = torch.sqrt(lam / lam[len(lam) // 2])[:, None].repeat(1, m)
         self.gain = nn.Parameter(init.clone())
         self.inverse_gain = nn.Parameter(1.0 / init)
-        if cfg.hyper_gain:
+        if cfg.hyper_gain:  # z's inverse is 1 / gain, so that it is exact between rate points too
             self.z_gain = nn.Parameter(torch.ones(len(lam), cfg.hyper_latent_channels))
-            self.z_inverse_gain = nn.Parameter(torch.ones(len(lam), cfg.hyper_latent_channels))
         # Integer coding tables, filled by update_tables() before saving and loaded with the weights.
         self.register_buffer("scale_table", torch.zeros(0, dtype=torch.float64))
         for name in ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median"):
@@ -110,8 +109,9 @@ class CompressionModule(nn.Module):
         y = self.analysis(x)
         z = self.hyper_analysis(y)
         if self.cfg.hyper_gain:
-            z_tilde, z_lik = self.entropy_bottleneck(z * self.z_gain.abs()[rate_index][:, :, None, None])
-            z_tilde = z_tilde * self.z_inverse_gain.abs()[rate_index][:, :, None, None]
+            zg = self.z_gain.abs()[rate_index][:, :, None, None]
+            z_tilde, z_lik = self.entropy_bottleneck(z * zg)
+            z_tilde = z_tilde / zg
         else:
             z_tilde, z_lik = self.entropy_bottleneck(z)
         means, scales = self.prior(z_tilde)
@@ -159,6 +159,9 @@ class CompressionModule(nn.Module):
                                                         (z_tab.cdf, z_tab.length, z_tab.offset))
         self.z_median = med.int()
         self.__dict__.pop("_tables", None)
+        if cfg.hyper_gain:  # refuse to save a model that cannot code some rate position
+            for position in range(cfg.max_rate_position + 1):
+                self.prior.first_layer(self.z_inverse_gain_at(position))
 
     def tables(self) -> tuple[CodingTable, CodingTable]:
         cached = self.__dict__.get("_tables")
@@ -193,8 +196,14 @@ class CompressionModule(nn.Module):
         return (g[i] * (cfg.rate_substeps - k) + g[j] * k) / (cfg.rate_substeps * 2.0**cfg.gain_bits)
 
     def z_inverse_gain_at(self, position: int) -> torch.Tensor | None:
-        """The exact inverse hyper gain the prior reads z's symbols through (None without one)."""
-        return self.exact_gain(position, self.z_inverse_gain) if self.cfg.hyper_gain else None
+        """The inverse hyper gain (float64) the prior reads z's symbols through: 1 / the exact
+        gain, a correctly rounded IEEE division, so encoder and decoder agree. None without one."""
+        if not self.cfg.hyper_gain:
+            return None
+        g = self.exact_gain(position, self.z_gain)
+        if not bool((g > 0).all()):
+            raise ValueError(f"a hyper gain of rate position {position} rounds to 0 at gain_bits")
+        return 1.0 / g
 
     def z_dequantized(self, z_hat: torch.Tensor, position: int) -> torch.Tensor:
         """z as the networks after the prior (H_s) see it: the coded lattice times the inverse

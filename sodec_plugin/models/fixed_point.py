@@ -31,6 +31,13 @@ def fixed_weights(conv: nn.Conv2d, weight_bits: int, in_bits: int,
     return w, b
 
 
+def check_bound(w: torch.Tensor, b: torch.Tensor, in_max: float, what: str) -> None:
+    """Refuse integer weights whose conv could leave the exact float64 range for some input of
+    magnitude at most `in_max` (every partial sum is at most this bound)."""
+    if (w.abs().flatten(1).sum(1) * in_max + b.abs()).max() >= EXACT_LIMIT:
+        raise ValueError(f"{what} weights can leave the exact float64 range")
+
+
 def conv_exact(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Same-padded stride-1 conv of integer-valued float64 tensors, exactly.
 

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fixed_point import check_exact, conv_exact, fixed_weights, requantize
+from .fixed_point import check_bound, check_exact, conv_exact, fixed_weights, requantize
+
+# z_hat is clamped to this before the prior; it bounds the first layer's accumulator.
+Z_LIMIT = 2.0**15
+# Extra fractional bits of the first layer's weights when an inverse hyper gain is folded into
+# them, so that a gain below 1 keeps their precision.
+GAIN_FOLD_BITS = 8
 
 
 class PriorSynthesis(nn.Module):
@@ -31,18 +37,30 @@ class PriorSynthesis(nn.Module):
         means, scales = self.head(h).chunk(2, dim=1)
         return means, scales
 
+    def first_layer(self, in_gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The first conv's integer weights and bias and their fractional bits. `in_gain` (float64,
+        per input channel) multiplies the fixed-point weights, rounded again at GAIN_FOLD_BITS more
+        bits: the prior reads gained z through its inverse while its input stays integer, and a
+        gain of exactly 1 gives the same outputs as no gain (the weights are only shifted)."""
+        w, b = fixed_weights(self.up1, self.weight_bits, 0)
+        if in_gain is None:
+            return w, b, self.weight_bits
+        scale = in_gain.double().cpu()[None, :, None, None] * 2.0**GAIN_FOLD_BITS
+        w, b = torch.round(w * scale), b * 2.0**GAIN_FOLD_BITS
+        check_bound(w, b, Z_LIMIT, "prior (with the inverse hyper gain)")
+        return w, b, self.weight_bits + GAIN_FOLD_BITS
+
     @torch.no_grad()
     def exact(self, z_hat: torch.Tensor, in_gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales as exact dyadic float64 values on the CPU; z_hat must be integers.
-        `in_gain` (exact, per channel) scales the input: it is folded into the first layer's
-        weights before they are rounded, so the input stays integer."""
+        """Means and scales as exact dyadic float64 values on the CPU; z_hat must be integers,
+        read through `in_gain` (see first_layer)."""
         wb, ab, ob = self.weight_bits, self.activation_bits, self.output_bits
-        x = z_hat.detach().double().cpu().clamp(-(2.0**15), 2.0**15)
+        x = z_hat.detach().double().cpu().clamp(-Z_LIMIT, Z_LIMIT)
         if not torch.equal(x, torch.round(x)):
             raise ValueError("exact prior needs integer z_hat")
-        mask = None if in_gain is None else in_gain.double().cpu()[None, :, None, None]
-        acc = conv_exact(x, *fixed_weights(self.up1, wb, 0, mask))
-        h = requantize(F.pixel_shuffle(acc, 2).relu_(), wb, ab).clamp_(max=self.activation_range)
+        w, b, bits = self.first_layer(in_gain)
+        acc = conv_exact(x, w, b)
+        h = requantize(F.pixel_shuffle(acc, 2).relu_(), bits, ab).clamp_(max=self.activation_range)
         acc = conv_exact(h, *fixed_weights(self.up2, wb, ab))
         h = requantize(F.pixel_shuffle(acc, 2).relu_(), wb + ab, ab).clamp_(max=self.activation_range)
         del acc

@@ -295,7 +295,7 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     fresh_prefixes = ["diffusion."]
     if cfg.hyper_gain and not src.cfg.hyper_gain:  # gains of 1: z is coded as before
         keep["hyper_gain"] = False
-        fresh_prefixes += ["compression.z_gain", "compression.z_inverse_gain"]
+        fresh_prefixes.append("compression.z_gain")
     if src.cfg.context_model == "none" and cfg.context_model != "none":
         keep |= {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
         fresh_prefixes.append("compression.context.")
@@ -314,7 +314,7 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     model = SODECModel(cfg)
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("diffusion.")}
     comp = "compression."
-    for key in ("gain", "inverse_gain", "z_gain", "z_inverse_gain"):
+    for key in ("gain", "inverse_gain", "z_gain"):
         if comp + key in state:
             state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
     missing, unexpected = model.load_state_dict(state, strict=False)

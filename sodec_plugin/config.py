@@ -184,7 +184,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-9` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-10` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -214,10 +214,10 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
         # Eighth release: sodec-lite-7 trained further for MSE + MS-SSIM.
         "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
-        # Ninth release (the default): sodec-lite-8 with three residual blocks on the latent grid
-        # after E and before D_a, trained further for MSE + MS-SSIM.
+        # Ninth release: sodec-lite-8 with three residual blocks on the latent grid after E and
+        # before D_a, trained further for MSE + MS-SSIM.
         "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_blocks),
-        # In training (not released): sodec-lite-9 trained further with more weight on MS-SSIM.
+        # Tenth release (the default): sodec-lite-9 trained further with more weight on MS-SSIM.
         "sodec-lite-10": SODECConfig(name="sodec-lite-10", **lite_blocks),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,

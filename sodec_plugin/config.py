@@ -198,6 +198,8 @@ def builtin_configs() -> dict[str, SODECConfig]:
     lite_ctx = {"rate_lambdas": lite_rates, "context_model": "checkerboard", "context_channels": 64}
     # sodec-lite-9 onwards: the same with residual blocks on the latent grid.
     lite_blocks = {**lite_ctx, "analysis_blocks": 3, "synthesis_blocks": 3}
+    # sodec-lite-11 onwards: blocks on D_a's 1/8 grid too, and a hyper gain.
+    lite_gained = {**lite_blocks, "synthesis_blocks_1_8": 3, "hyper_gain": True}
     return {
         "sodec-lite": SODECConfig(name="sodec-lite"),
         # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
@@ -219,6 +221,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_blocks),
         # Tenth release (the default): sodec-lite-9 trained further with more weight on MS-SSIM.
         "sodec-lite-10": SODECConfig(name="sodec-lite-10", **lite_blocks),
+        # In training (not released): sodec-lite-10 with three residual blocks on D_a's 1/8 grid
+        # and a hyper gain (both start as the identity), trained further.
+        "sodec-lite-11": SODECConfig(name="sodec-lite-11", **lite_gained),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

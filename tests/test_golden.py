@@ -21,6 +21,13 @@ def test_every_bundled_model_has_a_golden_file():
         assert (GOLDEN / f"{name}@{digest[:8]}.sdc").exists(), f"run: python tests/make_golden.py {name}"
 
 
+def test_every_bundled_model_card_loads_it_by_its_name():
+    # A card exported outside the package and copied in would name a path of the release machine.
+    for name in hub.bundled_models():
+        card = (hub.WEIGHTS_DIR / name / "README.md").read_text()
+        assert f'load_model("{name}")' in card, f"{name}'s README.md must load it by name"
+
+
 @pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
 def test_golden_file_decodes_to_its_pixels(path):
     header = sp.read_header(path.read_bytes())

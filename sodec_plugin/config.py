@@ -184,7 +184,7 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-10` (the fidelity-only models), `tiny` (tests),
+    """Named configs: `sodec-lite` to `sodec-lite-11` (the fidelity-only models), `tiny` (tests),
     `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
@@ -219,9 +219,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         # Ninth release: sodec-lite-8 with three residual blocks on the latent grid after E and
         # before D_a, trained further for MSE + MS-SSIM.
         "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_blocks),
-        # Tenth release (the default): sodec-lite-9 trained further with more weight on MS-SSIM.
+        # Tenth release: sodec-lite-9 trained further with more weight on MS-SSIM.
         "sodec-lite-10": SODECConfig(name="sodec-lite-10", **lite_blocks),
-        # In training (not released): sodec-lite-10 with three residual blocks on D_a's 1/8 grid
+        # Eleventh release (the default): sodec-lite-10 with three residual blocks on D_a's 1/8 grid
         # and a hyper gain (both start as the identity), trained further.
         "sodec-lite-11": SODECConfig(name="sodec-lite-11", **lite_gained),
         "tiny": SODECConfig(

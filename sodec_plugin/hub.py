@@ -16,7 +16,7 @@ from .config import CONFIG_NAME, WEIGHTS_NAME
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The newest release is the default; earlier ones stay bundled so that their files decode.
-DEFAULT_MODEL = "sodec-lite-10"
+DEFAULT_MODEL = "sodec-lite-11"
 
 
 class ModelNotFoundError(FileNotFoundError):

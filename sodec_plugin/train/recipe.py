@@ -133,10 +133,10 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # ms_ssim_weight 0.02, for the AVIF MS-SSIM target, on all of the training folder. BD-rate on Kodak
     # -3.5% (MS-SSIM) / -0.0% (PSNR) against sodec-lite-9; against AVIF -9.5% (MS-SSIM) / +8.5% (PSNR).
     lite10 = dataclasses.replace(crops256(13, 15000), ms_ssim_weight=0.02)
-    # sodec-lite-11 (in training): sodec-lite-10 (`--init-from sodec_plugin/weights/sodec-lite-10`) with
-    # three blocks on D_a's 1/8 grid and a hyper gain, same loss, for the last half point of the AVIF
-    # MS-SSIM target (-9.5% with sodec-lite-10) and the PSNR gap that grows with rate. 10,000 steps
-    # (1.9 it/s on 2 cores with the new blocks: 1 h 28 min, so one session trains and evaluates it).
+    # sodec-lite-11 is sodec-lite-10 (`--init-from sodec_plugin/weights/sodec-lite-10`) with three blocks
+    # on D_a's 1/8 grid and a hyper gain, same loss, 10,000 steps (1.9 it/s on 2 cores: 1 h 27 min).
+    # BD-rate on Kodak -1.2% (MS-SSIM) / -0.6% (PSNR) against sodec-lite-10; against AVIF -10.5%
+    # (MS-SSIM) / +8.0% (PSNR).
     lite11 = dataclasses.replace(crops256(14, 10000), ms_ssim_weight=0.02)
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
             "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "sodec-lite-8": lite8,

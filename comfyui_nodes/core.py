@@ -171,16 +171,18 @@ def scan_model_dir(root: Path) -> list[str]:
     return sorted(found)
 
 
-def bundled_model_names() -> list[str]:
-    from sodec_plugin.hub import bundled_models
+def release_names() -> list[str]:
+    """Every released model, newest first: the bundled default loads at once, the others come from
+    their Hub home on first use, so that a workflow saved with any of them still validates."""
+    from sodec_plugin.releases import RELEASES
 
-    return list(bundled_models())
+    return [r.name for r in reversed(RELEASES)]
 
 
 def model_choices(roots: Sequence[Path] | None = None) -> list[str]:
-    """The loader's list: the bundled default, each bundled release, then models/sodec."""
+    """The loader's list: the bundled default, each release, then models/sodec."""
     roots = model_roots() if roots is None else roots
-    choices = [DEFAULT_CHOICE, *bundled_model_names()]
+    choices = [DEFAULT_CHOICE, *release_names()]
     for root in roots:
         choices.extend(c for c in scan_model_dir(Path(root)) if c not in choices)
     return choices
@@ -220,7 +222,7 @@ def resolve_model_source(choice: str, hub_repo_id: str = "", roots: Sequence[Pat
         return repo
     if choice in ("", DEFAULT_CHOICE, None):
         return None
-    if choice in bundled_model_names():
+    if choice in release_names():
         return choice
     roots = model_roots() if roots is None else roots
     for root in roots:

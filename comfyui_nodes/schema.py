@@ -85,7 +85,8 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
         "Loads a SODEC codec model: the bundled default, a model folder or model.safetensors under models/sodec, "
         "or a Hugging Face Hub repo. Models are shared with the Pillow plugin and managed like ComfyUI's own.",
         (
-            In("model_name", "COMBO", "'default' is the bundled model; other entries are under models/sodec.",
+            In("model_name", "COMBO", "'default' is the bundled model; then every released model (fetched from the "
+               "Hugging Face Hub on first use), then models under models/sodec.",
                core.DEFAULT_CHOICE, core.model_choices),
             In("hub_repo_id", "STRING", "A Hugging Face Hub repo id (org/name); when set it replaces model_name.",
                ""),

@@ -149,27 +149,22 @@ def _model_config(folder: Path) -> tuple[str, int, str] | None:
 
 
 def _describe_model(header: SDCFile, model: Any) -> tuple[str, int | None]:
-    """info["model"] (bundled name, else the file's name chunk, else the id in hex) and the
+    """info["model"] (release name, else the file's name chunk, else the id in hex) and the
     model's largest rate position when a model with the file's id is at hand (for info["quality"])."""
     from sodec_plugin import hub
+    from sodec_plugin.releases import BY_MODEL_ID
 
     want = header.model_hex
-    bundled = hub.bundled_models()
-    name = header.model_name or want
-    max_position: int | None = None
-    for bname, folder in bundled.items():
-        cfg = _model_config(folder)
-        if cfg is not None and cfg[0] == want:
-            return bname, cfg[1]
+    release = BY_MODEL_ID.get(want)
+    name = release.name if release is not None else header.model_name or want
+    folder: Path | None = hub.bundled_models().get(name)
     if hasattr(model, "cfg") and hasattr(model, "digest"):  # an already loaded SODECModel
         if str(model.digest)[:8] == want:
-            max_position = int(model.cfg.max_rate_position)
-    elif isinstance(model, (str, os.PathLike)):
+            return name, int(model.cfg.max_rate_position)
+    elif isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
         folder = Path(model).expanduser()
-        cfg = _model_config(folder) if folder.is_dir() else None
-        if cfg is not None and cfg[0] == want:
-            max_position = cfg[1]
-    return name, max_position
+    cfg = _model_config(folder) if folder is not None else None
+    return name, cfg[1] if cfg is not None and cfg[0] == want else None
 
 
 # ---- the image file -------------------------------------------------------------------------

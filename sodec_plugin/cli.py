@@ -232,6 +232,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .eval.report import BD_METRICS, compare_results, load_results, release_verdict
+
+    old, new = load_results(args.old), load_results(args.new)
+    bd = compare_results(old, new)
+    print(f"{new['codec_name']} against {old['codec_name']} on {bd[0]['images_compared']} images of {new['folder']}")
+    for row in bd:
+        print(f"  {BD_METRICS[row['metric']]}: BD-rate {row['bd_rate_pct']:+.2f}% (averaged curves), "
+              f"{row['bd_rate_pct_per_image']:+.2f}% (per-image mean)")
+    why = release_verdict(bd)
+    print("release rule on this set: " + ("passes" if not why else "fails: " + "; ".join(why)))
+    return 0 if not why else 1
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
@@ -244,6 +258,19 @@ def _push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub
 
     print(push_to_hub(args.folder, args.repo_id, private=args.private))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .hub import fetch_release
+    from .releases import BY_NAME, RELEASES, release_for
+
+    names = [r.name for r in RELEASES] if args.names == ["all"] else args.names
+    for name in names:
+        release = release_for(name)
+        if release is None:
+            raise ValueError(f"{name!r} is not a released model (released: {', '.join(BY_NAME)})")
+        print(f"{release.identity}: {fetch_release(release, local_files_only=False)}")
     return 0
 
 
@@ -289,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", type=int, default=1,
                    help="images evaluated at once, one torch thread each (timings are then per thread)")
     e.set_defaults(func=_eval)
+    k = sub.add_parser("compare", help="BD-rate of one model's eval against another's (the release rule)")
+    k.add_argument("old", help="eval folder (or results.json) of the current default")
+    k.add_argument("new", help="eval folder (or results.json) of the candidate")
+    k.set_defaults(func=_compare)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
     t.add_argument("--config", required=True,
                    help=f"built-in config ({', '.join(builtin_configs())}) or config.json")
@@ -303,9 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
     h = sub.add_parser("push", help="publish a model folder to the Hugging Face Hub")
     h.add_argument("folder")
-    h.add_argument("repo_id")
+    h.add_argument("repo_id", nargs="?", default=None,
+                   help="Hub repo id (a release goes to its entry in sodec_plugin/releases.py; no other id is taken)")
     h.add_argument("--private", action="store_true")
     h.set_defaults(func=_push)
+    g = sub.add_parser("download", help="fetch released models into the Hugging Face cache (for offline decoding)")
+    g.add_argument("names", nargs="+", help="release names (sodec-lite-10 ...), or all")
+    g.set_defaults(func=_download)
     return p
 
 

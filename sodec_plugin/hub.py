@@ -1,8 +1,9 @@
-"""Where weights come from: the bundled model, a local folder, or a Hub repo id.
+"""Where weights come from: the bundled default, a released name (from its Hub home), a local
+folder, or a Hub repo id.
 
 Hub repos are resolved through huggingface_hub (its cache, `revision`, HF_HUB_OFFLINE and
 local_files_only honoured). A model folder holds config.json and model.safetensors; nothing is
-ever unpickled.
+ever unpickled. Which releases exist and where each is published is `releases.RELEASES`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_NAME, WEIGHTS_NAME
+from .releases import BY_MODEL_ID, DEFAULT_MODEL, Release, download_command, release_for
+
+__all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ModelNotFoundError", "bundled_models", "default_model_name",
+           "fetch_release", "known_model_ids", "push_to_hub", "resolve_folder", "write_model_card"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# The newest release is the default; earlier ones stay bundled so that their files decode.
-DEFAULT_MODEL = "sodec-lite-11"
+# Files the Hub repo of a model holds; nothing else is fetched or published.
+REPO_FILES = [CONFIG_NAME, WEIGHTS_NAME, "README.md"]
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -37,14 +42,14 @@ def _scan_bundled(weights_dir: Path) -> tuple[tuple[str, Path, str], ...]:
 
 
 def bundled_models() -> dict[str, Path]:
-    """Released models shipped in the package: name -> folder (every release stays decodable)."""
+    """Models shipped in the package (the default): name -> folder. Earlier releases come from the Hub."""
     return {name: folder for name, folder, _ in _scan_bundled(WEIGHTS_DIR)}
 
 
 def known_model_ids() -> dict[str, str]:
-    """First 8 hex digits of each bundled model's weights digest -> its name (for error messages
+    """First 8 hex digits of each released model's weights digest -> its name (for error messages
     and for picking the right released model when a file names it)."""
-    return {digest[:8]: name for name, _, digest in _scan_bundled(WEIGHTS_DIR) if digest}
+    return {model_id: r.name for model_id, r in BY_MODEL_ID.items()}
 
 
 def default_model_name() -> str:
@@ -66,6 +71,9 @@ def resolve_folder(name_or_path: str | Path | None, revision: str | None = None,
     bundled = bundled_models()
     if s in bundled:
         return bundled[s]
+    release = release_for(s)
+    if release is not None:
+        return fetch_release(release, local_files_only=local_files_only)
     p = Path(s).expanduser()
     if p.is_dir():
         if not (p / CONFIG_NAME).is_file():
@@ -73,33 +81,92 @@ def resolve_folder(name_or_path: str | Path | None, revision: str | None = None,
         return p
     if p.exists() or s.startswith((".", "/", "~")) or s.count("/") != 1:
         raise ModelNotFoundError(f"no SODEC model at {s!r}: not a bundled model ({', '.join(bundled) or 'none'}), "
-                                 "not a folder, not a Hub repo id (org/name)")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    kwargs: dict[str, Any] = {"revision": revision, "allow_patterns": [CONFIG_NAME, WEIGHTS_NAME, "README.md"]}
-    if local_files_only is not None:
-        kwargs["local_files_only"] = local_files_only
+                                 "not a released name, not a folder, not a Hub repo id (org/name)")
     try:
-        return Path(snapshot_download(s, **kwargs))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
+        return _snapshot(s, revision, local_files_only)
+    except _hub_errors() as e:
         raise ModelNotFoundError(f"could not get SODEC model {s!r} (revision {revision or 'main'}) from the Hugging "
                                  f"Face Hub or its cache: {e}") from e
 
 
-def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
-                commit_message: str = "Upload SODEC model") -> str:
-    """Publish a saved model folder (config.json, model.safetensors, README.md); returns the URL."""
-    from huggingface_hub import HfApi
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    return LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError
+
+
+def _snapshot(repo_id: str, revision: str | None, local_files_only: bool | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    kwargs: dict[str, Any] = {"revision": revision, "allow_patterns": REPO_FILES}
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    return Path(snapshot_download(repo_id, **kwargs))
+
+
+def fetch_release(release: Release, local_files_only: bool | None = None) -> Path:
+    """The folder of a released model from its Hub home (through the local cache), checked to be
+    exactly that release: a repo or tag that was changed later cannot change what a file decodes to."""
+    try:
+        folder = _snapshot(release.repo_id, release.revision, local_files_only)
+    except _hub_errors() as e:
+        from huggingface_hub import constants
+
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only" if local_files_only \
+            else f"{type(e).__name__}: {e}"
+        raise ModelNotFoundError(
+            f"SODEC model {release.identity} is not installed: it is published on the Hugging Face Hub as "
+            f"{release.repo_id} (revision {release.revision}), is not in the local cache, and could not be "
+            f"downloaded now ({why}). Download it once, online, with: {download_command(release)}") from e
+    try:
+        digest = json.loads((folder / CONFIG_NAME).read_text()).get("weights_sha256", "")
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"{release.repo_id} (revision {release.revision}) has no readable {CONFIG_NAME}: "
+                                 f"{e}") from e
+    if digest != release.digest:
+        raise ModelNotFoundError(f"{release.repo_id} (revision {release.revision}) holds weights {digest[:8] or '?'}, "
+                                 f"not {release.identity}: refusing to decode with other weights")
+    return folder
+
+
+def push_target(folder: str | Path, repo_id: str | None = None) -> tuple[str, str | None, Release | None]:
+    """(repo id, tag, release) a model folder is published under. A release goes exactly where the
+    release table says, so that files naming it find it; any other model needs a repo id."""
     folder = Path(folder)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} holds no {name}: save_pretrained() first")
+    raw = json.loads((folder / CONFIG_NAME).read_text())
+    name, digest = str(raw.get("name", "")), str(raw.get("weights_sha256", ""))
+    release = BY_MODEL_ID.get(digest[:8])
+    if release is not None and release.digest == digest:
+        if repo_id not in (None, release.repo_id):
+            raise ValueError(f"{release.identity} is a release: it is published as {release.repo_id} only "
+                             f"(sodec_plugin/releases.py), not as {repo_id}")
+        return release.repo_id, release.revision, release
+    if release_for(name) is not None:
+        raise ValueError(f"{folder} is named {name!r}, a release, but holds other weights ({digest[:8]}); rename it "
+                         "or add it to the release table first (docs/releasing.md)")
+    if repo_id is None:
+        raise ValueError(f"{name or folder} is not a release: give the Hub repo id to publish it under")
+    return repo_id, None, None
+
+
+def push_to_hub(folder: str | Path, repo_id: str | None = None, *, private: bool = False, token: str | None = None,
+                commit_message: str = "Upload SODEC model") -> str:
+    """Publish a saved model folder (config.json, model.safetensors, README.md); returns the URL.
+    A release is published under its table entry and tagged with its revision."""
+    from huggingface_hub import HfApi
+
+    repo_id, tag, release = push_target(folder, repo_id)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,
-                             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"])
+                             allow_patterns=REPO_FILES)
+    if tag is not None:
+        commit = getattr(info, "oid", None)
+        api.create_tag(repo_id, tag=tag, revision=commit, tag_message=f"{release.identity if release else tag}",
+                       exist_ok=True)
     return str(getattr(info, "commit_url", info))
 
 

@@ -290,7 +290,7 @@ def test_model_folder_listing_and_lone_weights_file(tiny_fidelity: Path, tiny_fu
     shutil.copy(tiny_fidelity / "model.safetensors", models / "lone.safetensors")
     (models / "other.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # not a SODEC model
     assert core.model_choices()[0] == "default"
-    assert [c for c in core.model_choices() if c != "default" and c not in core.bundled_model_names()] == [
+    assert [c for c in core.model_choices() if c != "default" and c not in core.release_names()] == [
         "fid", "group/full", "lone.safetensors"]
     by_folder = load("fid")
     by_file = load("lone.safetensors")

@@ -31,6 +31,8 @@ from sodec_plugin.eval.report import BD_FIELDS, ROW_FIELDS, SUMMARY_FIELDS
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def kodak_crop(index: int = 1, box: tuple[int, int, int, int] = (0, 0, 192, 128)) -> Image.Image:
     path = KODAK / f"kodim{index:02d}.png"
@@ -374,3 +376,31 @@ def test_bd_table_reports_the_mean_of_per_image_bd_rates():
     psnr_row = next(t for t in table if t["metric"] == "psnr")
     assert psnr_row["bd_rate_pct_per_image"] == pytest.approx(-50.0) and psnr_row["images_compared"] == 2
     assert psnr_row["points_codec"] == psnr_row["points_baseline"] == 4
+
+
+def _renamed_with_rate(result: dict, name: str, factor: float) -> dict:
+    rows = [{**r, "codec": name, "bpp": r["bpp"] * factor} for r in result["rows"]
+            if r["codec"] == result["codec_name"]]
+    return {**result, "codec_name": name, "rows": rows}
+
+
+def test_compare_two_models_and_the_release_rule(tmp_path):
+    import json as _json
+
+    from sodec_plugin.cli import main
+    from sodec_plugin.eval.report import compare_results, load_results, release_verdict
+
+    old = load_results(REPO / "docs" / "eval-kodak")
+    for factor, passes in ((0.95, True), (0.99, False), (1.02, False)):
+        new = _renamed_with_rate(old, "candidate@00000000", factor)
+        bd = compare_results(old, new)
+        assert {r["metric"] for r in bd} == {"psnr", "ms_ssim_db"}
+        for r in bd:  # the same curve at factor x the rate: BD-rate is exactly factor - 1
+            assert r["bd_rate_pct"] == pytest.approx(100 * (factor - 1), abs=1e-6)
+            assert r["bd_rate_pct_per_image"] == pytest.approx(100 * (factor - 1), abs=1e-6)
+        assert (release_verdict(bd) == []) is passes
+        (tmp_path / f"{factor}").mkdir()
+        (tmp_path / f"{factor}" / "results.json").write_text(_json.dumps(new))
+        assert main(["compare", str(REPO / "docs" / "eval-kodak"), str(tmp_path / f"{factor}")]) == (0 if passes else 1)
+    with pytest.raises(ValueError, match="nothing to compare"):
+        compare_results(old, old)

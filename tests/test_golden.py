@@ -1,40 +1,167 @@
-"""Files outlive upgrades: each released model's golden .sdc decodes to its recorded pixels."""
+"""Files outlive upgrades: each release's golden .sdc decodes to its recorded pixels.
+
+The package ships the default model only; earlier releases come from their Hub home
+(sodec_plugin/releases.py). The weights that the golden files of earlier releases need are kept in
+tests/weights/ and placed in a Hub-layout cache here, so that decoding runs the real resolution
+code (huggingface_hub, offline, the table's repo id and revision, the digest check).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 from PIL import Image
 
 import sodec_plugin as sp
-from sodec_plugin import hub
+from sodec_plugin import engine, hub, releases
+from sodec_plugin.config import SODECConfig
+from sodec_plugin.testing import place_in_hub_cache
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+TESTS = Path(__file__).resolve().parent
+GOLDEN = TESTS / "golden"
 GOLDEN_FILES = sorted(GOLDEN.glob("*.sdc"))
+# Archived releases whose weights the tests keep: sodec-lite (the first format: 8 rate points, no
+# context model) and sodec-lite-10 (checkerboard context and latent blocks without the hyper gain).
+ARCHIVED = TESTS / "weights"
+
+# What each release's decoder runs, recorded from its config.json. Releases whose weights are at
+# hand (bundled or in tests/weights) are checked against their configs; every path must be run by
+# at least one golden file that the tests decode.
+DECODER_PATHS: dict[str, frozenset[str]] = {
+    "sodec-lite": frozenset({"no context"}),
+    "sodec-lite-2": frozenset({"no context"}),
+    "sodec-lite-3": frozenset({"no context"}),
+    "sodec-lite-4": frozenset({"no context"}),
+    "sodec-lite-5": frozenset({"checkerboard"}),
+    "sodec-lite-6": frozenset({"checkerboard"}),
+    "sodec-lite-7": frozenset({"checkerboard"}),
+    "sodec-lite-8": frozenset({"checkerboard"}),
+    "sodec-lite-9": frozenset({"checkerboard", "latent blocks"}),
+    "sodec-lite-10": frozenset({"checkerboard", "latent blocks"}),
+    "sodec-lite-11": frozenset({"checkerboard", "latent blocks", "1/8 blocks", "hyper gain"}),
+}
 
 
-def test_every_bundled_model_has_a_golden_file():
-    for name in hub.bundled_models():
-        digest = sp.load_model(name).digest
-        assert (GOLDEN / f"{name}@{digest[:8]}.sdc").exists(), f"run: python tests/make_golden.py {name}"
+def decoder_paths(cfg: SODECConfig) -> frozenset[str]:
+    paths = {"checkerboard" if cfg.context_model == "checkerboard" else "no context"}
+    if cfg.analysis_blocks or cfg.synthesis_blocks:
+        paths.add("latent blocks")
+    if cfg.synthesis_blocks_1_8:
+        paths.add("1/8 blocks")
+    if cfg.hyper_gain:
+        paths.add("hyper gain")
+    return frozenset(paths)
 
 
-def test_every_bundled_model_card_loads_it_by_its_name():
+def local_weights() -> dict[str, Path]:
+    """Release name -> folder for every release whose weights the tests have."""
+    found = dict(hub.bundled_models())
+    found.update({p.name: p for p in sorted(ARCHIVED.iterdir()) if (p / "config.json").is_file()})
+    return found
+
+
+@pytest.fixture(scope="module")
+def archived_in_hub_cache(hub_cache: Path) -> dict[str, Path]:
+    """tests/weights placed where huggingface_hub puts a download of each release's repo and tag."""
+    snaps = {}
+    for name, folder in local_weights().items():
+        if folder.parent == ARCHIVED:
+            r = releases.BY_NAME[name]
+            snaps[name] = place_in_hub_cache(folder, r.repo_id, hub_cache, revision=r.revision)
+    return snaps
+
+
+def test_the_package_ships_the_default_alone_and_it_is_a_release():
+    assert set(hub.bundled_models()) == {releases.DEFAULT_MODEL}
+    for name, folder in local_weights().items():
+        digest = json.loads((folder / "config.json").read_text())["weights_sha256"]
+        assert releases.BY_NAME[name].digest == digest, f"{folder} is not the release {name}"
+
+
+def test_every_release_has_a_golden_file_and_recorded_decoder_paths():
+    assert [p.stem for p in GOLDEN_FILES] == sorted(r.identity for r in releases.RELEASES)
+    assert set(DECODER_PATHS) == set(releases.BY_NAME), "record the new release's decoder paths"
+    for name, folder in local_weights().items():
+        cfg = SODECConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        assert decoder_paths(cfg) == DECODER_PATHS[name], name
+
+
+def test_golden_files_cover_every_decoder_path_of_every_release():
+    covered = frozenset().union(*(DECODER_PATHS[name] for name in local_weights()))
+    for name, paths in DECODER_PATHS.items():
+        assert paths <= covered, f"{name} runs {sorted(paths - covered)}, which no decoded golden file covers: " \
+                                 "keep its weights in tests/weights"
+
+
+def test_every_local_model_card_loads_it_by_its_name():
     # A card exported outside the package and copied in would name a path of the release machine.
-    for name in hub.bundled_models():
-        card = (hub.WEIGHTS_DIR / name / "README.md").read_text()
-        assert f'load_model("{name}")' in card, f"{name}'s README.md must load it by name"
+    for name, folder in local_weights().items():
+        assert f'load_model("{name}")' in (folder / "README.md").read_text(), f"{name}'s README.md must load it by name"
 
 
-@pytest.mark.parametrize("path", GOLDEN_FILES, ids=[p.stem for p in GOLDEN_FILES])
-def test_golden_file_decodes_to_its_pixels(path):
+DECODABLE = [p for p in GOLDEN_FILES if p.stem.split("@")[0] in local_weights()]
+
+
+@pytest.mark.parametrize("path", DECODABLE, ids=[p.stem for p in DECODABLE])
+def test_golden_file_decodes_to_its_pixels(path, archived_in_hub_cache):
     header = sp.read_header(path.read_bytes())
     assert header["model_id"] in hub.known_model_ids(), "a released model must stay decodable"
-    assert header["model_name"] == path.stem.split("@")[0]  # named from the bundled configs, not the file
+    assert header["model_name"] == path.stem.split("@")[0]  # named from the release table, not the file
     out = np.asarray(sp.decompress(path.read_bytes())).astype(int)  # the file names its model
     with Image.open(path.with_suffix(".png")) as ref:
         expected = np.asarray(ref).astype(int)
     assert out.shape == expected.shape
     assert np.abs(out - expected).max() <= 2  # float rounding across machines, nothing more
+
+
+def test_an_archived_release_is_read_from_its_hub_repo_and_tag(archived_in_hub_cache):
+    r = releases.BY_NAME["sodec-lite-10"]
+    folder = hub.resolve_folder("sodec-lite-10")
+    assert folder == archived_in_hub_cache["sodec-lite-10"]
+    assert f"models--{r.repo_id.replace('/', '--')}" in str(folder)
+    assert hub.resolve_folder(r.identity) == folder
+    assert sp.load_model("sodec-lite-10").digest == r.digest
+
+
+def test_a_file_of_an_archived_release_offline_and_not_cached_names_what_to_fetch(monkeypatch, tmp_path):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    engine.clear()
+    data = (GOLDEN / "sodec-lite-10@147ea094.sdc").read_bytes()
+    message = "sodec-lite-10@147ea094 .* sodec-project/sodec-lite-10 .*release-147ea094.* sodec download sodec-lite-10"
+    with pytest.raises(hub.ModelNotFoundError, match=message):
+        sp.decompress(data)
+    import pillow_codec  # noqa: F401  (Pillow: an OSError with the same words, no traceback of ours)
+
+    with Image.open(GOLDEN / "sodec-lite-10@147ea094.sdc") as im:
+        assert im.info["model"] == "sodec-lite-10"
+        with pytest.raises(OSError, match="sodec download sodec-lite-10"):
+            im.load()
+
+
+@pytest.mark.parametrize("path", [p for p in GOLDEN_FILES if p not in DECODABLE],
+                         ids=[p.stem for p in GOLDEN_FILES if p not in DECODABLE])
+def test_golden_files_without_local_weights_ask_for_their_release(path):
+    name = path.stem.split("@")[0]
+    r = releases.BY_NAME[name]
+    with pytest.raises(hub.ModelNotFoundError, match=re.escape(r.repo_id) + ".*" + re.escape(f"sodec download {name}")):
+        sp.decompress(path.read_bytes())
+
+
+def test_weights_of_a_release_that_are_not_the_release_are_refused(archived_in_hub_cache, tmp_path, hub_cache):
+    # Someone re-tags the repo at other weights: decoding refuses rather than decoding wrongly.
+    r = releases.BY_NAME["sodec-lite-9"]
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in ("config.json", "model.safetensors", "README.md"):
+        (other / f).write_bytes((ARCHIVED / "sodec-lite" / f).read_bytes())
+    place_in_hub_cache(other, r.repo_id, hub_cache, revision=r.revision)
+    try:
+        with pytest.raises(hub.ModelNotFoundError, match="refusing"):
+            hub.resolve_folder("sodec-lite-9")
+    finally:
+        (hub_cache / f"models--{r.repo_id.replace('/', '--')}" / "refs" / r.revision).unlink()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -95,7 +97,7 @@ def test_threads_encode_and_decode_like_one_thread(tiny_fidelity):
 def test_bundled_default_is_the_newest_release(monkeypatch, tmp_path):
     assert hub.default_model_name() == hub.DEFAULT_MODEL
     assert sp.load_model().cfg.name == hub.DEFAULT_MODEL
-    assert len(hub.bundled_models()) >= 2  # earlier releases stay, so their files decode
+    assert set(hub.bundled_models()) == {hub.DEFAULT_MODEL}  # earlier releases come from the Hub
     monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)  # an install without weights
     with pytest.raises(hub.ModelNotFoundError, match="save_tiny_model"):
         hub.default_model_name()
@@ -129,3 +131,36 @@ def test_push_to_hub_uploads_what_load_model_reads(tiny_fidelity, monkeypatch):
 def test_saved_weights_are_readable_by_others(tiny_fidelity):
     """safetensors creates its file 0600; a model folder is shared (Hub cache, ComfyUI models/)."""
     assert (tiny_fidelity / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_release_is_pushed_exactly_where_the_release_table_says(tiny_fidelity, monkeypatch, tmp_path):
+    """Only HfApi's three network calls stand in for the Hub's servers."""
+    import huggingface_hub
+
+    from sodec_plugin import releases
+
+    calls = {}
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.update(repo=repo_id))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
+                        lambda self, *, repo_id, revision=None, **kw: calls.update(upload=(repo_id, revision))
+                        or SimpleNamespace(commit_url="https://hf.co/x/commit/c0ff", oid="c0ffee" * 6 + "c0ff"))
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_tag",
+                        lambda self, repo_id, *, tag, revision=None, **kw: calls.update(tag=(repo_id, tag, revision)))
+    archived = Path(__file__).resolve().parent / "weights" / "sodec-lite"
+    r = releases.BY_NAME["sodec-lite"]
+    hub.push_to_hub(archived)
+    assert calls["repo"] == r.repo_id == "sodec-project/sodec-lite"
+    assert calls["upload"] == (r.repo_id, None)
+    assert calls["tag"] == (r.repo_id, r.revision, "c0ffee" * 6 + "c0ff")
+    assert hub.push_target(archived, r.repo_id)[:2] == (r.repo_id, r.revision)
+    with pytest.raises(ValueError, match="published as sodec-project/sodec-lite only"):
+        hub.push_target(archived, "someone/else")
+    with pytest.raises(ValueError, match="give the Hub repo id"):
+        hub.push_target(tiny_fidelity)
+    assert hub.push_target(tiny_fidelity, "org/x") == ("org/x", None, None)
+    impostor = tmp_path / "impostor"
+    shutil.copytree(tiny_fidelity, impostor)
+    raw = json.loads((impostor / "config.json").read_text())
+    (impostor / "config.json").write_text(json.dumps({**raw, "name": "sodec-lite-10"}))
+    with pytest.raises(ValueError, match="a release, but holds other weights"):
+        hub.push_target(impostor, "org/x")

@@ -132,6 +132,48 @@ def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequ
     return out
 
 
+# The release rule (docs/releasing.md): a new default saves at least this much BD-rate on every metric and set.
+RELEASE_MIN_SAVING_PCT = 3.0
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """results.json of an eval folder (or the file itself)."""
+    path = Path(path)
+    path = path / "results.json" if path.is_dir() else path
+    return json.loads(path.read_text())
+
+
+def _none_to_nan(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
+
+
+def compare_results(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """BD-rate of the new model's curve against the old one's, on the images both evaluated: averaged
+    curves and the per-image mean, PSNR and MS-SSIM. Each result's own codec is its codec_name."""
+    a, b = old["codec_name"], new["codec_name"]
+    if a == b:
+        raise ValueError(f"both results are of {a}: nothing to compare")
+    shared = sorted(set(old["images"]) & set(new["images"]))
+    if not shared:
+        raise ValueError("the two evaluations share no image")
+    rows = _none_to_nan([r for res, name in ((old, a), (new, b)) for r in res["rows"]
+                         if r["codec"] == name and r["image"] in shared])
+    return bd_table(summarize(rows), b, [a], rows)
+
+
+def release_verdict(bd: Sequence[dict[str, Any]], min_saving_pct: float = RELEASE_MIN_SAVING_PCT) -> list[str]:
+    """Why a comparison fails the release rule on this test set (empty: it passes). Both the averaged
+    curves and the per-image mean must save `min_saving_pct` on each metric."""
+    why = []
+    for row in bd:
+        for key in ("bd_rate_pct", "bd_rate_pct_per_image"):
+            v = row[key]
+            if not (isinstance(v, float) and math.isfinite(v)) or v > -min_saving_pct:
+                why.append(f"{BD_METRICS.get(row['metric'], row['metric'])} {key}: {_fmt(v, 2)}% "
+                           f"(needs <= -{min_saving_pct:g}%)")
+    return why
+
+
 def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
              baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
              *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu",

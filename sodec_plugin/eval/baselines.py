@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,14 +132,39 @@ def bpp_of(nbytes: int, image: Image.Image) -> float:
     return 8.0 * nbytes / (image.width * image.height)
 
 
+def _next_quality(lo: tuple[float, float] | None, hi: tuple[float, float] | None, below: list[tuple[float, float]],
+                  target: float, q_min: float, q_max: float) -> float | None:
+    """The next quality to try from the tightest bracket seen: (quality, bpp) just below and just above
+    the target. Interpolates log(bpp) linearly in quality, kept inside the middle 80% of the bracket so it
+    cannot stall on one side; None when no quality is left to try."""
+    if lo is None:  # everything tried is above the target: the floor either reaches it or is the answer
+        return q_min if hi is None or hi[0] > q_min else None
+    if hi is None:  # everything tried is below: extrapolate from the two highest, else step halfway up
+        if lo[0] >= q_max:
+            return None
+        guess = (lo[0] + q_max) / 2
+        if len(below) >= 2 and below[-1][1] > below[-2][1] > 0:
+            (q0, b0), (q1, b1) = below[-2], below[-1]
+            slope = (math.log(b1) - math.log(b0)) / (q1 - q0)
+            guess = min(guess, q1 + 1.25 * (math.log(target) - math.log(b1)) / slope)
+        return min(q_max, max(guess, lo[0] + (q_max - lo[0]) / 8))
+    (ql, bl), (qh, bh) = lo, hi
+    if qh <= ql:  # a non-monotone wiggle: the closest encode seen stands
+        return None
+    t = (math.log(target) - math.log(bl)) / (math.log(bh) - math.log(bl)) if bl > 0 and bh > bl else 0.5
+    return ql + (qh - ql) * min(0.9, max(0.1, t))
+
+
 def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: float = 0.005, max_steps: int = 24,
                cache: dict[tuple[str, float], RateMatch] | None = None) -> RateMatch:
-    """Binary-search `codec`'s quality for the real file rate closest to `target_bpp`.
+    """Search `codec`'s quality for the real file rate closest to `target_bpp`.
 
     Assumes rate grows with quality (true up to small wiggles); every encode tried is a candidate, so the closest one
     seen is returned even where the curve is not monotonic. A target outside the codec's reach gives its lowest or
     highest quality. Stops early within `rel_tol` relative rate error. `cache` (per image) lets several targets on the
-    same image reuse encodes.
+    same image reuse encodes: each search starts from the tightest bracket among them and interpolates in log rate,
+    so a ladder of targets costs a few encodes each instead of a bisection of the whole range (multi-megapixel
+    photos take seconds per encode).
     """
     reason = codec_unavailable(codec)
     if reason:
@@ -146,55 +172,51 @@ def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: fl
     spec = CODECS[codec]
     image = _rgb(image)
     cache = {} if cache is None else cache
-    best: RateMatch | None = None
     tries = 0
 
-    def trial(q: float) -> RateMatch:
-        nonlocal best, tries
+    def trial(q: float) -> None:
+        nonlocal tries
         key = (codec, q)
         if key not in cache:
             nbytes, arr, enc_s, dec_s = encode_decode(codec, image, q)
             cache[key] = RateMatch(codec, q, nbytes, bpp_of(nbytes, image), arr, enc_s, dec_s)
             tries += 1
-        r = cache[key]
-        if best is None or abs(r.bpp - target_bpp) < abs(best.bpp - target_bpp):
-            best = r
-        return r
 
-    def close_enough(r: RateMatch) -> bool:
-        return abs(r.bpp - target_bpp) <= rel_tol * target_bpp
+    def seen() -> list[RateMatch]:
+        return sorted((r for (c, _), r in cache.items() if c == codec), key=lambda r: r.quality)
 
-    if spec.integer:
-        lo, hi = int(spec.q_min), int(spec.q_max)
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            r = trial(float(mid))
-            if close_enough(r):
+    def closest() -> RateMatch | None:
+        return min(seen(), key=lambda r: abs(r.bpp - target_bpp), default=None)
+
+    if not seen():
+        first = (spec.q_min + spec.q_max) / 2
+        trial(float(round(first)) if spec.integer else first)
+    for _ in range(max_steps):
+        best = closest()
+        if best is not None and abs(best.bpp - target_bpp) <= rel_tol * target_bpp:
+            break
+        pts = seen()
+        below = [(r.quality, r.bpp) for r in pts if r.bpp <= target_bpp]
+        above = [(r.quality, r.bpp) for r in pts if r.bpp > target_bpp]
+        q = _next_quality(below[-1] if below else None, above[0] if above else None, below, target_bpp,
+                          spec.q_min, spec.q_max)
+        if q is None:
+            break
+        if spec.integer:
+            q = float(round(q))
+            lo_q = below[-1][0] if below else spec.q_min - 1
+            hi_q = above[0][0] if above else spec.q_max + 1
+            if hi_q - lo_q <= 1:
                 break
-            if r.bpp < target_bpp:
-                lo = mid + 1
-            else:
-                hi = mid - 1
-        # Rates wiggle a little (libjxl near quality 0 is not monotonic): also try the best quality's neighbours.
-        assert best is not None
-        if not close_enough(best):
-            for q in (best.quality - 1, best.quality + 1):
-                if spec.q_min <= q <= spec.q_max:
-                    trial(q)
-    else:
-        lo_f, hi_f = float(spec.q_min), float(spec.q_max)
-        for q in (lo_f, hi_f):  # the ends first: a target beyond them needs no search
-            trial(q)
-        if cache[(codec, lo_f)].bpp < target_bpp < cache[(codec, hi_f)].bpp:
-            for _ in range(max_steps):
-                mid = round((lo_f + hi_f) / 2, 6)
-                r = trial(mid)
-                if close_enough(r) or hi_f - lo_f < 1e-3:
-                    break
-                if r.bpp < target_bpp:
-                    lo_f = mid
-                else:
-                    hi_f = mid
+            q = min(max(q, lo_q + 1), hi_q - 1)
+        else:
+            q = round(q, 6)
+            if below and above and above[0][0] - below[-1][0] < 1e-3:
+                break
+        if (codec, q) in cache:
+            break
+        trial(q)
+    best = closest()
     assert best is not None
     return RateMatch(best.codec, best.quality, best.nbytes, best.bpp, best.decoded, best.enc_seconds,
                      best.dec_seconds, target_bpp=float(target_bpp), tries=tries)

@@ -224,6 +224,9 @@ def builtin_configs() -> dict[str, SODECConfig]:
         # Eleventh release (the default): sodec-lite-10 with three residual blocks on D_a's 1/8 grid
         # and a hyper gain (both start as the identity), trained further.
         "sodec-lite-11": SODECConfig(name="sodec-lite-11", **lite_gained),
+        # Candidate (in training, not a release until it passes docs/releasing.md): sodec-lite-11's
+        # network trained further on high-resolution photos too.
+        "sodec-lite-12": SODECConfig(name="sodec-lite-12", **lite_gained),
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

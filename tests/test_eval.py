@@ -404,3 +404,17 @@ def test_compare_two_models_and_the_release_rule(tmp_path):
         assert main(["compare", str(REPO / "docs" / "eval-kodak"), str(tmp_path / f"{factor}")]) == (0 if passes else 1)
     with pytest.raises(ValueError, match="nothing to compare"):
         compare_results(old, old)
+
+
+def test_ladder_violations_name_every_higher_quality_that_gave_less():
+    from sodec_plugin.eval.report import ladder_violations
+
+    def row(image, q, p, m, codec="sodec"):
+        return {"image": image, "codec": codec, "quality": q, "psnr": p, "ms_ssim": m, "bpp": q / 100}
+
+    rows = [row("a", 1, 30.0, 0.90), row("a", 50, 31.0, 0.95), row("a", 100, 30.5, 0.96),  # PSNR drops at 100
+            row("b", 1, 30.0, 0.90), row("b", 50, 31.0, 0.89), row("b", 100, 32.0, 0.97),  # MS-SSIM drops at 50
+            row("c", 1, 30.0, 0.90), row("c", 100, 29.0, 0.80, codec="jpeg")]  # other codecs are not judged
+    found = {(v["image"], v["metric"], v["quality_low"], v["quality_high"]) for v in ladder_violations(rows, "sodec")}
+    assert found == {("a", "psnr", 50, 100), ("b", "ms_ssim", 1, 50)}
+    assert ladder_violations([r for r in rows if r["image"] == "c"], "sodec") == []

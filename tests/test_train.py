@@ -225,3 +225,26 @@ def test_refreshed_tables_replace_the_cached_ones(tiny_fidelity):
     new_z, _ = comp.tables()
     assert new_z is not old_z
     assert torch.equal(comp.z_median, torch.round(comp.entropy_bottleneck.quantiles[:, 0, 1].double()).int())
+
+
+def test_random_downscale_crops_a_large_photo_at_several_scales(tmp_path):
+    """A smooth gradient: a crop taken at scale s spans about 1/s as much of it as a crop at full scale."""
+    import numpy as np
+    from PIL import Image
+
+    from sodec_plugin.train.data import CropDataset
+
+    ramp = np.tile(np.linspace(0, 255, 1024)[None, :, None], (768, 1, 3)).round().astype(np.uint8)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    plain = CropDataset(tmp_path, 64, downscale=1.0)
+    scaled = CropDataset(tmp_path, 64, downscale=1.0, random_downscale=0.25)
+    spans = [(b[:, 0, :, -1] - b[:, 0, :, 0]).abs().mean().item() for b in
+             (scaled.batch(seed=1, step=s, size=8) for s in range(8))]
+    full = (plain.batch(seed=1, step=0, size=8)[:, 0, :, -1] - plain.batch(seed=1, step=0, size=8)[:, 0, :, 0])
+    assert full.abs().mean().item() == pytest.approx(63 / 1023, abs=0.01)
+    assert max(spans) > 2.5 * 63 / 1023 and min(spans) < 2.5 * 63 / 1023  # several scales, up to ~4x
+    assert torch.equal(scaled.batch(seed=1, step=3, size=4), scaled.batch(seed=1, step=3, size=4))  # resumable
+    b = scaled.batch(seed=2, step=0, size=4)
+    assert b.shape == (4, 3, 64, 64) and b.min() >= 0 and b.max() <= 1
+    with pytest.raises(ValueError, match="random_downscale"):
+        CropDataset(tmp_path, 64, random_downscale=0)

@@ -96,6 +96,27 @@ def summarize(rows: Sequence[dict[str, Any]], extra_metrics: Sequence[str] = ())
     return out
 
 
+def ladder_violations(rows: Sequence[dict[str, Any]], codec_name: str) -> list[dict[str, Any]]:
+    """Every place where a higher quality of `codec_name` gave a lower PSNR or MS-SSIM on an image than
+    a lower quality did: a user who asks for more must never get less. Compares each point with every
+    lower one of the same image (not only its neighbour)."""
+    by_image: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["codec"] == codec_name:
+            by_image.setdefault(r["image"], []).append(r)
+    out = []
+    for image, rs in by_image.items():
+        rs = sorted(rs, key=lambda r: r["quality"])
+        for i, hi in enumerate(rs):
+            for lo in rs[:i]:
+                for key in ("psnr", "ms_ssim"):
+                    if math.isfinite(lo[key]) and math.isfinite(hi[key]) and hi[key] < lo[key]:
+                        out.append({"image": image, "metric": key, "quality_low": lo["quality"],
+                                    "quality_high": hi["quality"], "value_low": lo[key], "value_high": hi[key],
+                                    "bpp_low": lo["bpp"], "bpp_high": hi["bpp"]})
+    return out
+
+
 def _distinct(rates: Sequence[float], quality: Sequence[float]) -> int:
     """Distinct finite points of a curve (a baseline at its rate floor repeats one encode)."""
     return len({(r, q) for r, q in zip(rates, quality, strict=True) if math.isfinite(q)})
@@ -260,6 +281,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         "rows": rows,
         "summary": summary,
         "bdrate": bd_table(summary, codec_name, used, rows),
+        "ladder_violations": ladder_violations(rows, codec_name),
         "files": {},
     }
     if out_dir is not None:
@@ -376,6 +398,21 @@ def format_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {b['baseline']} | {BD_METRICS.get(b['metric'], b['metric'])} | {_fmt(b['bd_rate_pct'], 2)} "
                      f"| {_fmt(b['bd_quality'], 3)} | {rng} | {_fmt(per_image, 2)} ({b.get('images_compared', 0)} "
                      "images) |")
+    violations = result.get("ladder_violations")
+    if violations is not None:
+        lines += ["", f"## Quality ladder of {name}", ""]
+        if not violations:
+            lines.append("Monotone on every image: a higher quality never gave a lower PSNR or MS-SSIM.")
+        else:
+            lines += [f"{len(violations)} violations: a higher quality gave a lower value on that image.", "",
+                      "| image | metric | quality | value | bpp | higher quality | value | bpp |",
+                      "|---|---|---|---|---|---|---|---|"]
+            digits = {"psnr": 2, "ms_ssim": 4}
+            for v in violations:
+                d = digits[v["metric"]]
+                lines.append(f"| {v['image']} | {v['metric']} | {_fmt(v['quality_low'], 2)} "
+                             f"| {_fmt(v['value_low'], d)} | {_fmt(v['bpp_low'], 4)} | {_fmt(v['quality_high'], 2)} "
+                             f"| {_fmt(v['value_high'], d)} | {_fmt(v['bpp_high'], 4)} |")
     if result.get("skipped"):
         lines += ["", "Skipped baselines:", ""]
         lines += [f"- {k}: {v}" for k, v in result["skipped"].items()]

@@ -7,6 +7,8 @@ uninterrupted one would have seen, with no sampler state to save.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,10 @@ EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in EXTENSIONS)
+    """Every image under `folder`, sorted; linked folders are followed, so a training set can be put
+    together from folders that live elsewhere (Path.rglob does not follow them before Python 3.13)."""
+    files = sorted(Path(root, name) for root, _, names in os.walk(folder, followlinks=True) for name in names
+                   if Path(name).suffix.lower() in EXTENSIONS)
     if not files:
         raise FileNotFoundError(f"no images under {folder}")
     return files
@@ -33,12 +38,20 @@ def data_digest(files: list[Path], root: str | Path) -> str:
 
 
 class CropDataset:
-    """Images downscaled once by `downscale` (softens JPEG artefacts) and kept as uint8."""
+    """Images downscaled once by `downscale` (softens JPEG artefacts) and kept as uint8.
 
-    def __init__(self, folder: str | Path, crop: int, downscale: float = 0.75) -> None:
+    With `random_downscale` < 1 every crop is also taken at a random scale between that and 1
+    (log-uniform, never below the crop size): a multi-megapixel photo then teaches the codec both
+    its own scale and smaller ones, and downscaling removes camera noise, the usual recipe for
+    learned codecs trained on high-resolution photos."""
+
+    def __init__(self, folder: str | Path, crop: int, downscale: float = 0.75, random_downscale: float = 1.0) -> None:
+        if not 0 < random_downscale <= 1:
+            raise ValueError(f"random_downscale must be in (0, 1], not {random_downscale}")
         self.root = Path(folder)
         self.files = list_images(folder)
         self.crop = crop
+        self.random_downscale = random_downscale
         self.images: list[torch.Tensor] = []
         for f in self.files:
             with Image.open(f) as im:
@@ -58,10 +71,19 @@ class CropDataset:
         for i in range(size):
             img = self.images[int(rng.integers(len(self.images)))]
             _, h, w = img.shape
-            top = int(rng.integers(h - self.crop + 1))
-            left = int(rng.integers(w - self.crop + 1))
-            c = img[:, top:top + self.crop, left:left + self.crop]
+            side = self.crop
+            if self.random_downscale < 1:
+                lo = max(self.random_downscale, self.crop / min(h, w))
+                if lo < 1:
+                    side = min(h, w, round(self.crop / math.exp(rng.uniform(math.log(lo), 0.0))))
+            top = int(rng.integers(h - side + 1))
+            left = int(rng.integers(w - side + 1))
+            c = img[:, top:top + side, left:left + side]
             if rng.random() < 0.5:
                 c = c.flip(-1)
-            out[i] = c.float() / 255.0
+            c = c.float() / 255.0
+            if side != self.crop:
+                c = torch.nn.functional.interpolate(c[None], size=(self.crop, self.crop), mode="bilinear",
+                                                    antialias=True, align_corners=False)[0].clamp_(0, 1)
+            out[i] = c
         return out

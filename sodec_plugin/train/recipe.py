@@ -29,6 +29,8 @@ class StageRecipe:
 class TrainRecipe:
     seed: int = 0
     downscale: float = 0.75
+    # Each crop at a random scale in [random_downscale, 1] of the (downscaled) photo; 1 is off.
+    random_downscale: float = 1.0
     grad_clip: float = 1.0
     aux_lr: float = 1e-3
     checkpoint_every: int = 250
@@ -138,7 +140,12 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
     # BD-rate on Kodak -1.2% (MS-SSIM) / -0.6% (PSNR) against sodec-lite-10; against AVIF -10.5%
     # (MS-SSIM) / +8.0% (PSNR).
     lite11 = dataclasses.replace(crops256(14, 10000), ms_ssim_weight=0.02)
+    # sodec-lite-12 (candidate) continues sodec-lite-11 (`--init-from sodec_plugin/weights/sodec-lite-11`)
+    # on the training folder plus the high-resolution photos of docs/data.md, each crop at a random
+    # scale down to 0.35 of the photo (stored at <= 2560 px, loaded at 0.75 of that).
+    lite12 = dataclasses.replace(crops256(15, 12000), ms_ssim_weight=0.02, random_downscale=0.35)
     return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
             "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "sodec-lite-8": lite8,
-            "sodec-lite-9": lite9, "sodec-lite-10": lite10, "sodec-lite-11": lite11, "tiny": tiny,
+            "sodec-lite-9": lite9, "sodec-lite-10": lite10, "sodec-lite-11": lite11, "sodec-lite-12": lite12,
+            "tiny": tiny,
             "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

@@ -66,7 +66,7 @@ class Trainer:
         self.rank = self.accelerator.process_index if self.accelerator is not None else 0
         self.world = self.accelerator.num_processes if self.accelerator is not None else 1
         self.sr = recipe.stage(stage)
-        self.data = CropDataset(data_dir, self.sr.crop, recipe.downscale)
+        self.data = CropDataset(data_dir, self.sr.crop, recipe.downscale, recipe.random_downscale)
         self.data_dir = Path(data_dir)
         torch.manual_seed(recipe.seed)  # the initial weights are part of what resume reproduces
         if init_from is not None:

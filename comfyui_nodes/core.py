@@ -482,16 +482,13 @@ def decode_bitstream(handle: SODECModelHandle, bitstream: SODECBitstream, decode
     images, masks = [], []
     for i, f in enumerate(parsed):
         hooks.check()
-        codec.check_pixels(f.width, f.height)
-        m = codec.model_for_file(f, model)
-        y_hat, z_hat = codec.decode_latents(f, m)
 
         def tile_done(done: int, total: int, i: int = i) -> None:
             hooks.check()
             hooks.progress(i + done / max(total, 1))
 
-        x = codec.decode_image(m, y_hat, z_hat, mode, float(guidance), tile_cells, False, tile_done)
-        im = codec.to_output_image(x, f)
+        im = codec.decode_file(f, model=model, mode=mode, guidance=float(guidance), tile=tile_cells,
+                               progress=tile_done)
         images.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0))
         if "A" in im.getbands():
             masks.append(1.0 - torch.from_numpy(np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0))

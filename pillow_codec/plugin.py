@@ -112,16 +112,6 @@ def _accept(prefix: bytes) -> bool | str:
     return False
 
 
-def _check_pixels(width: int, height: int) -> None:
-    """Pillow's bomb rule (error part; Image.open already warned), applied again before decoding in
-    case MAX_IMAGE_PIXELS was lowered since open."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > 2 * limit:
-        raise Image.DecompressionBombError(
-            f"Image size ({width * height} pixels) exceeds limit of {2 * limit} pixels, could be decompression "
-            "bomb DOS attack.")
-
-
 # ---- what a header says about its model (pure Python) ------------------------------------------
 def _model_config(folder: Path) -> tuple[str, int, str] | None:
     """(weights digest prefix, max rate position, config name) of a model folder, cached per
@@ -284,7 +274,6 @@ class SodecImageFile(ImageFile.ImageFile):
     def _decode(self, mode: str) -> Image.Image:
         """The file's pixels at self.size (the draft scale, if any) via the shared model."""
         header = self._sdc_header
-        _check_pixels(header.width, header.height)
         try:
             f = container.parse(self._read_file(), verify=True)
         except FormatError as e:
@@ -298,15 +287,11 @@ class SodecImageFile(ImageFile.ImageFile):
 
         opts = self.sodec_options
         try:
-            model = codec.model_for_file(f, opts.get("model"), opts.get("device"), opts.get("dtype"))
+            image = codec.decode_file(f, model=opts.get("model"), device=opts.get("device"), dtype=opts.get("dtype"),
+                                      mode=mode, guidance=float(opts.get("guidance", 1.0)), tile=opts.get("tile"),
+                                      warn_size=False)
         except codec.ModelMismatchError as e:
             raise OSError(f"cannot decode this SODEC file: {e}") from e
-        except FormatError as e:
-            raise OSError(f"broken SODEC file: {e}") from e
-        try:
-            y_hat, z_hat = codec.decode_latents(f, model)
-            x = codec.decode_image(model, y_hat, z_hat, mode, float(opts.get("guidance", 1.0)), opts.get("tile"))
-            image = codec.to_output_image(x, f)
         except FormatError as e:
             raise OSError(f"broken data stream when reading SODEC file: {e}") from e
         if self._sdc_scale > 1:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy
-from .container import Chunk, FormatError, SDCFile
+from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  (check_pixels: re-exported)
 from .rates import DECODE_MODES, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
 if TYPE_CHECKING:
@@ -150,23 +150,6 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
 
 
 # ---- decompress -------------------------------------------------------------------------------
-def check_pixels(width: int, height: int) -> None:
-    """Pillow's decompression-bomb rule, applied before any allocation."""
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is None:
-        return
-    pixels = width * height
-    if pixels > 2 * limit:
-        raise Image.DecompressionBombError(
-            f"Image size ({pixels} pixels) exceeds limit of {2 * limit} pixels, "
-            "could be decompression bomb DOS attack.")
-    if pixels > limit:
-        import warnings
-
-        warnings.warn(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, could be decompression bomb DOS "
-                      "attack.", Image.DecompressionBombWarning, stacklevel=3)
-
-
 def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any = None) -> SODECModel:
     """The model a file needs: the given one (checked) or the released model it names."""
     from .engine import get_model
@@ -234,8 +217,7 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         if not use_diffusion:
             return x_f.clamp(0, 1)
         d = m.diffusion
-        w = d.side_synthesis(z_hat.to(dev, dt))
-        y_t = d.transform(y_hat.to(dev, dt), w)
+        y_t = d.latent(y_hat.to(dev, dt), z_hat.to(dev, dt))
         cond = d.guidance_tokens(x_f.to(dev, dt), float(guidance))
 
         def unet_step(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -281,6 +263,24 @@ def decode_alpha(f: SDCFile) -> Image.Image:
         raise FormatError(f"corrupt alpha plane: {e}") from e
 
 
+def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any = None, mode: str = "auto",
+                guidance: float = 1.0, tile: int | None = None, draft: bool = False, progress: Any = None,
+                warn_size: bool = True) -> Image.Image:
+    """The decode pipeline that every door runs (Python, CLI, Pillow, ComfyUI): size limit, the
+    file's model, entropy decoding, the decoder, the output image with its metadata in `info`.
+    `progress(done, total)` is called per decoder tile (and may raise to cancel)."""
+    if mode not in DECODE_MODES:
+        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
+    check_pixels(f.width, f.height, warn=warn_size)
+    m = model_for_file(f, model, device, dtype)
+    y_hat, z_hat = decode_latents(f, m)
+    im = to_output_image(decode_image(m, y_hat, z_hat, mode, guidance, tile, draft, progress), f)
+    for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
+        if f.chunk(kind) is not None:
+            im.info[Chunk.NAMES[kind]] = f.chunk(kind)
+    return im
+
+
 def decompress(data: bytes | bytearray | memoryview | str | Path, *, model: Any = None, device: Any = None,
                mode: str = "auto", guidance: float = 1.0, tile: int | None = None, draft: bool = False,
                dtype: Any = None) -> Image.Image:
@@ -291,15 +291,8 @@ def decompress(data: bytes | bytearray | memoryview | str | Path, *, model: Any 
         data = Path(data).read_bytes()
     if mode not in DECODE_MODES:
         raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
-    f = container.parse(bytes(data))
-    check_pixels(f.width, f.height)
-    m = model_for_file(f, model, device, dtype)
-    y_hat, z_hat = decode_latents(f, m)
-    im = to_output_image(decode_image(m, y_hat, z_hat, mode, guidance, tile, draft), f)
-    for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
-        if f.chunk(kind) is not None:
-            im.info[Chunk.NAMES[kind]] = f.chunk(kind)
-    return im
+    return decode_file(container.parse(bytes(data)), model=model, device=device, dtype=dtype, mode=mode,
+                       guidance=guidance, tile=tile, draft=draft)
 
 
 def read_header(data: bytes | str | Path) -> dict[str, Any]:

@@ -26,6 +26,27 @@ MAX_CHUNKS = 64
 MAX_CHUNK_BYTES = (1 << 32) - 1
 
 
+def check_pixels(width: int, height: int, *, warn: bool = True) -> None:
+    """Pillow's decompression-bomb rule, the one home of it here: above Image.MAX_IMAGE_PIXELS a
+    warning, above twice that an error, before anything is allocated. `warn=False` where Pillow's
+    own open already warned."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    pixels = width * height
+    if pixels > 2 * limit:
+        raise Image.DecompressionBombError(
+            f"Image size ({pixels} pixels) exceeds limit of {2 * limit} pixels, could be decompression bomb DOS "
+            "attack.")
+    if pixels > limit and warn:
+        import warnings
+
+        warnings.warn(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, could be decompression bomb DOS "
+                      "attack.", Image.DecompressionBombWarning, stacklevel=3)
+
+
 class FormatError(ValueError):
     """Bytes that are not a valid .sdc file (wrong magic, truncated, corrupt, hostile)."""
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sodec_plugin.rates import DEFAULT_QUALITY  # pure Python, like the rest of this module's imports
+from sodec_plugin.container import EXTENSION as SDC_SUFFIX  # pure Python, like the rest of these imports
+from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY
 
 log = logging.getLogger("sodec.comfyui")
 
@@ -31,15 +32,13 @@ MODEL_TYPE = "SODEC_MODEL"
 BITSTREAM_TYPE = "SODEC_BITSTREAM"
 MODEL_FOLDER = "sodec"  # ComfyUI's models/sodec
 DEFAULT_CHOICE = "default"  # the bundled default model, whatever its release name
-DECODE_PATHS = ("diffusion", "fidelity")
+DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")  # a node picks the path itself
 DEVICES = ("auto", "cpu")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 DEFAULT_TILE_PX = 768
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192
 LATENT_CELL_PX = 16
-SDC_SUFFIX = ".sdc"
-SDC_MIME = "image/x-sodec"
 
 
 # ---- ComfyUI's modules, where the process has them ---------------------------------------------------

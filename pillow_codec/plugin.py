@@ -41,8 +41,8 @@ from sodec_plugin.container import Chunk, FormatError, SDCFile, TruncatedError
 from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY, check_quality, position_to_quality
 
 FORMAT = "SODEC"
-EXTENSION = ".sdc"
-MIME = "image/x-sodec"
+EXTENSION = container.EXTENSION
+MIME = container.MIME
 # Bytes read by Image.open; the header and its metadata chunks are usually far smaller. A file
 # whose chunks (e.g. a large alpha plane) do not fit is read whole, still without decoding.
 HEADER_PROBE = 16384

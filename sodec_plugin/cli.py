@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import builtin_configs
+from .container import EXTENSION, IMAGE_EXTENSIONS
+from .eval.baselines import DEFAULT_BASELINES
 from .hub import DEFAULT_MODEL
+from .rates import DECODE_MODES
 
 if TYPE_CHECKING:
     from PIL import Image
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif", ".avif"}
 
 
 def write_atomic(path: Path, data: bytes | Callable[[Path], None], force: bool) -> None:
@@ -136,7 +138,7 @@ def _compress(args: argparse.Namespace) -> int:
         if not args.quiet and len(args.inputs) == 1 and Path(args.inputs[0]).is_file():
             print(f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (im.width * im.height):.4f} bpp")
 
-    return _batch(args, IMAGE_EXTENSIONS, ".sdc", work)
+    return _batch(args, IMAGE_EXTENSIONS, EXTENSION, work)
 
 
 def _decompress(args: argparse.Namespace) -> int:
@@ -163,7 +165,7 @@ def _decompress(args: argparse.Namespace) -> int:
         write_atomic(dst, save, args.force)
 
     notes: set[str] = set()
-    status = _batch(args, {".sdc"}, suffix, work)
+    status = _batch(args, {EXTENSION}, suffix, work)
     for note in sorted(notes):
         if not args.quiet:
             print(f"sodec: {note}", file=sys.stderr)
@@ -207,7 +209,7 @@ def _pil_format(suffix: str) -> str:
 def _info(args: argparse.Namespace) -> int:
     from .codec import read_header
 
-    items = _collect(args.inputs, {".sdc"})
+    items = _collect(args.inputs, {EXTENSION})
     if not items:
         return 1
     status = 0
@@ -296,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help=".sdc -> images")
     common(d)
     d.add_argument("--format", default="png", help="output format extension (png, jpg, webp, ...)")
-    d.add_argument("--mode", default="auto", choices=("auto", "diffusion", "fidelity"))
+    d.add_argument("--mode", default="auto", choices=DECODE_MODES)
     d.add_argument("--guidance", type=float, default=1.0, help="fidelity guidance strength (diffusion path)")
     d.add_argument("--tile", type=int, default=None, help="decode tile in latent cells of 16 px")
     d.set_defaults(func=_decompress)
@@ -309,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None)
     e.add_argument("--out", default="eval-out")
     e.add_argument("--qualities", type=float, nargs="+", default=None)
-    e.add_argument("--baselines", nargs="*", default=["jpeg", "webp", "avif", "jpeg2000", "jxl"])
-    e.add_argument("--mode", default="auto", choices=("auto", "diffusion", "fidelity"))
+    e.add_argument("--baselines", nargs="*", default=list(DEFAULT_BASELINES))
+    e.add_argument("--mode", default="auto", choices=DECODE_MODES)
     e.add_argument("--device", default=None)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--jobs", type=int, default=1,

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 
 MAGIC = b"SDC"
 VERSION = 1
+EXTENSION = ".sdc"
+MIME = "image/x-sodec"
+# Image files the doors read (CLI batches, training folders, evaluation folders).
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".gif",
+                              ".avif"})
 MODES = ("RGB", "L", "RGBA", "LA")
 MAX_DIMENSION = 1 << 24
 MODEL_ID_BYTES = 4

@@ -60,6 +60,10 @@ CODECS: dict[str, Codec] = {
 }
 
 
+# The baselines `sodec eval` compares against by default: every codec above.
+DEFAULT_BASELINES = tuple(CODECS)
+
+
 def codec_unavailable(name: str) -> str | None:
     """None when the codec can be used here, else why not (unknown name, missing plugin, Pillow built without it)."""
     codec = CODECS.get(name)

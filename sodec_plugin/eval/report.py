@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .baselines import CODECS, RateMatch, bpp_of, codec_unavailable, match_rate
+from ..container import IMAGE_EXTENSIONS
+from .baselines import CODECS, DEFAULT_BASELINES, RateMatch, bpp_of, codec_unavailable, match_rate
 from .bdrate import bd_psnr, bd_rate
 from .metrics import ms_ssim, ms_ssim_db, perceptual_metrics, perceptual_status, psnr
 
 CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-DEFAULT_BASELINES = ("jpeg", "webp", "avif", "jpeg2000", "jxl")
 ROW_FIELDS = ["image", "width", "height", "codec", "point", "quality", "target_bpp", "bytes", "bpp", "psnr", "ms_ssim",
               "ms_ssim_db", "enc_s", "dec_s"]
 SUMMARY_FIELDS = ["codec", "point", "images", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s"]
@@ -40,11 +39,11 @@ BD_METRICS = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)"}
 
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """PNG/JPEG files directly in `folder`, sorted by name so runs are reproducible."""
+    """Image files directly in `folder`, sorted by name so runs are reproducible."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     return files[:limit] if limit is not None else files
 
 
@@ -207,7 +206,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
     """
     images = list_images(folder, limit)
     if not images:
-        raise FileNotFoundError(f"no PNG/JPEG images in {folder}")
+        raise FileNotFoundError(f"no images in {folder}")
     qualities = [float(q) for q in qualities]
     if not qualities:
         raise ValueError("need at least one quality")

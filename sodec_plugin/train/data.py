@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from ..container import IMAGE_EXTENSIONS
 
 
 def list_images(folder: str | Path) -> list[Path]:
     """Every image under `folder`, sorted; linked folders are followed, so a training set can be put
     together from folders that live elsewhere (Path.rglob does not follow them before Python 3.13)."""
     files = sorted(Path(root, name) for root, _, names in os.walk(folder, followlinks=True) for name in names
-                   if Path(name).suffix.lower() in EXTENSIONS)
+                   if Path(name).suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise FileNotFoundError(f"no images under {folder}")
     return files

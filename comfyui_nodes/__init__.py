@@ -23,6 +23,8 @@ try:  # a repository copied into custom_nodes/ without `pip install`: its root h
 except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from sodec_plugin import container  # noqa: E402
+
 from . import core  # noqa: E402
 
 try:
@@ -30,7 +32,7 @@ try:
 except ImportError as _e:
     _log.info("SODEC: pillow_codec not available (%s); Load Image will not open .sdc files", _e)
 
-mimetypes.add_type(core.SDC_MIME, core.SDC_SUFFIX)
+mimetypes.add_type(container.MIME, container.EXTENSION)
 core.register_model_folder()
 
 

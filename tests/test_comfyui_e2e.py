@@ -1,5 +1,6 @@
 """End to end in a real ComfyUI (opt-in): start `main.py --cpu --listen 127.0.0.1`, post the shipped example
-workflow to /prompt and check what it wrote, then read the .sdc back with SODECLoad.
+workflow to /prompt and check what it wrote, then read the .sdc back with SODECLoad; check that ComfyUI lists
+example_workflows/ as the pack's templates (what its template browser offers) and runs that one too.
 
     SODEC_COMFYUI_DIR=/path/to/ComfyUI [SODEC_COMFYUI_PYTHON=/path/to/its/python] \\
         python -m pytest -m comfyui_e2e tests/test_comfyui_e2e.py
@@ -37,6 +38,7 @@ import pytest
 COMFY_DIR = os.environ.get("SODEC_COMFYUI_DIR", "")
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "comfyui_nodes" / "workflows" / "sodec_roundtrip_api.json"
+UI_WORKFLOW = REPO / "example_workflows" / "sodec_compress_and_decode.json"  # the template browser's example
 NODE_IDS = ("SODECModelLoader", "SODECEncode", "SODECDecode", "SODECSave", "SODECLoad")
 START_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 600
@@ -277,6 +279,35 @@ def test_example_workflow(comfy: Comfy) -> None:
         assert b.size == size
         if wf[ids["SODECDecode"]]["inputs"]["guidance"] == 1.0 and wf[ids["SODECDecode"]]["inputs"]["tile_size"] == 768:
             assert a.tobytes() == b.tobytes()  # Pillow decodes with the engine defaults
+
+
+def test_example_workflow_is_a_template(comfy: Comfy) -> None:
+    """ComfyUI lists example_workflows/ for the pack (the template browser's "sodec" entry), serves the
+    workflow and its thumbnail, and the prompt the front end makes of it runs."""
+    from tests.test_example_workflows import ui_to_api
+
+    pack = comfy.base / "custom_nodes" / "sodec"
+    if not pack.exists():
+        pytest.skip("the pack is linked as comfyui_nodes/ alone, which has no example_workflows/")
+    status, listed = http_json(comfy.url + "/api/workflow_templates")
+    assert status == 200 and listed.get(pack.name) == [UI_WORKFLOW.stem], listed
+    status, served = http_json(f"{comfy.url}/api/workflow_templates/{pack.name}/{UI_WORKFLOW.name}")
+    assert status == 200 and served == json.loads(UI_WORKFLOW.read_text(encoding="utf-8"))
+    thumbnail = UI_WORKFLOW.with_suffix(".jpg")
+    with urllib.request.urlopen(f"{comfy.url}/api/workflow_templates/{pack.name}/{thumbnail.name}", timeout=30) as r:
+        assert r.read() == thumbnail.read_bytes()
+
+    image_name, size = comfy.image
+    prompt = ui_to_api(served)
+    ids = {n["class_type"]: k for k, n in prompt.items()}
+    prompt[ids["LoadImage"]]["inputs"]["image"] = image_name
+    prompt[ids["SODECModelLoader"]]["inputs"]["model_name"] = comfy.model_name
+    outputs = comfy.run(prompt)
+    assert len(outputs[ids["SODECSave"]]["sdc"]) == 1
+    from PIL import Image
+
+    with Image.open(comfy.file(outputs[ids["SaveImage"]]["images"][0])) as im:
+        assert im.size == size
 
 
 def test_transparency_survives_a_graph(comfy: Comfy) -> None:

@@ -127,10 +127,13 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     position = quality_to_position(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position)
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
-    rgb = pil.convert("RGB")
-    x = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)[None].float().div_(255.0)
     comp = m.compression
-    x = comp.pad(x, comp.pad_multiple()).to(m.device, m.dtype)
+    # 8-bit pixels, padded by edge replication to the latent grid; the encoder converts them to floats
+    # band by band, so a large photo is never held as a full-size float image.
+    arr = np.asarray(pil.convert("RGB"))
+    pm = comp.pad_multiple()
+    arr = np.pad(arr, ((0, -arr.shape[0] % pm), (0, -arr.shape[1] % pm), (0, 0)), mode="edge")
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None]
     with torch.inference_mode():
         lat = comp.encode(x, position)
     z_tab, y_tab = comp.tables()

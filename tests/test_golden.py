@@ -165,3 +165,18 @@ def test_weights_of_a_release_that_are_not_the_release_are_refused(archived_in_h
             hub.resolve_folder("sodec-lite-9")
     finally:
         (hub_cache / f"models--{r.repo_id.replace('/', '--')}" / "refs" / r.revision).unlink()
+
+
+def test_the_default_re_encodes_its_golden_file_byte_for_byte(monkeypatch):
+    """The encoder's bands (one band for this crop by default, three when forced) change no byte."""
+    from sodec_plugin.models import compression
+    from tests.make_golden import BOX, QUALITY, SOURCE
+
+    r = releases.BY_NAME[releases.DEFAULT_MODEL]
+    golden = (GOLDEN / f"{r.identity}.sdc").read_bytes()
+    with Image.open(SOURCE) as im:
+        crop = im.convert("RGB").crop(BOX)
+    assert sp.compress(crop, model=r.name, quality=QUALITY) == golden
+    monkeypatch.setattr(compression, "ENCODE_BAND_PIXELS", 1)  # the smallest bands: 8 rows of the 1/8 grid
+    assert crop.height // 64 > 1
+    assert sp.compress(crop, model=r.name, quality=QUALITY) == golden

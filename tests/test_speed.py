@@ -43,7 +43,7 @@ def test_optimize_codec_decodes_the_same_pixels_and_keeps_the_weights(tiny_fidel
     for (k, v), v2 in zip(plain.state_dict().items(), fast.state_dict().values(), strict=True):
         assert torch.equal(v, v2.contiguous()), k
     # training through a patched layer takes the module's own forward (gradients flow as before)
-    layer = fast.fidelity_decoder.net[-1]
+    layer = fast.fidelity_decoder.net[-1].requires_grad_(True)
     x = torch.randn(1, layer.in_channels, 4, 4, requires_grad=True)
     layer(x).sum().backward()
     assert x.grad is not None and layer.weight.grad is not None

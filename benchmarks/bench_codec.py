@@ -267,14 +267,10 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
                   timed: Any) -> None:
     comp = m.compression
 
-    def prepare() -> torch.Tensor:
-        rgb = codec.normalize_mode(im).convert("RGB")
-        x = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)[None].float().div_(255.0)
-        return comp.pad(x, comp.pad_multiple()).to(m.device, m.dtype)
-
     with torch.inference_mode():
-        x = timed("enc: image -> padded tensor", prepare)
-        y = timed("enc: E analysis", lambda x=x: comp.analysis(x))
+        x = timed("enc: image -> padded 8-bit tensor", lambda: codec.encoder_input(codec.normalize_mode(im),
+                                                                                    comp.pad_multiple()))
+        y = timed("enc: E analysis (banded)", lambda x=x: comp.analysis.forward_banded(x))
         z = timed("enc: H_a hyper analysis", lambda y=y: comp.hyper_analysis(y).double().cpu())
     z_tab, y_tab = comp.tables()
     z_sym, z_hat = timed("enc: quantise z", lambda: comp.quantize_z(z, position))
@@ -304,6 +300,47 @@ def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draf
     else:
         x_out = profile_diffusion(m, y_hat, z_hat_f, tile, draft, timed)
     timed("dec: to PIL (crop, uint8)", lambda: codec.to_output_image(x_out, f))
+
+
+# ---- operations per pixel against the machine's convolution throughput ------------------------------
+def macs(fn: Callable[[], Any]) -> int:
+    """Multiply-accumulates of one call, counted by torch's FlopCounterMode (2 flops per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn()
+    return counter.get_total_flops() // 2
+
+
+def conv_throughput(device: str, repeat: int = 5) -> float:
+    """GMAC/s of a plain 64 -> 64 3x3 convolution on a 1/4-resolution Kodak-sized tensor, channels_last:
+    what these cores do on the decoder's most common operation."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device, memory_format=torch.channels_last)
+    x = torch.randn(1, 64, 128, 192, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        conv(x)
+        ms = median([time_call(lambda: conv(x), device)[1] for _ in range(repeat)])
+    return 64 * 64 * 9 * 128 * 192 / (ms * 1e6)
+
+
+def mac_rows(m: SODECModel, im: Image.Image, stages: list[tuple[str, float]], device: str) -> list[list[Any]]:
+    """For E and D_a on this image: MACs, MACs per pixel, the rate reached in the profile, and its
+    fraction of the 3x3 convolution throughput (how far execution, not arithmetic, is the limit)."""
+    comp = m.compression
+    x = codec.encoder_input(codec.normalize_mode(im), comp.pad_multiple())
+    with torch.inference_mode():
+        y = comp.analysis.forward_banded(x)
+    peak = conv_throughput(device)
+    times = dict(stages)
+    rows = []
+    for name, count, stage in (
+            ("E (encoder analysis)", macs(lambda: comp.analysis.forward_banded(x)), "enc: E analysis (banded)"),
+            ("D_a (fidelity decoder)", macs(lambda: m.fidelity_decoder(y.to(m.device, m.dtype))),
+             next((s for s in times if s.startswith("dec: D_a")), ""))):
+        ms = times.get(stage, math.nan)
+        rate = count / (ms * 1e6) if ms == ms else math.nan
+        rows.append([name, count / 1e9, count / (im.width * im.height), ms, rate, peak, 100 * rate / peak])
+    return rows
 
 
 def profile_diffusion(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, tile: int, draft: bool,
@@ -393,6 +430,10 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"\n## {size[0]}x{size[1]}, {label}, {v.name}\n")
                     print(markdown_table(["stage", "ms (median)", "% of sum"],
                                          [[n, ms, 100 * ms / total] for n, ms in stages] + [["sum", total, 100.0]]))
+                    print()
+                    print(markdown_table(["network", "GMAC", "MAC per pixel", "ms", "GMAC/s", "3x3 conv GMAC/s",
+                                          "% of conv throughput"], mac_rows(v.model, im, stages, dev),
+                                         digits={1: 2, 2: 0, 3: 1, 4: 1, 5: 1, 6: 0}))
     else:
         rows: list[list[Any]] = []
         records: list[dict[str, Any]] = []

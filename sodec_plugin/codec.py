@@ -114,6 +114,16 @@ def _alpha_png(alpha: Image.Image) -> bytes:
 
 
 # ---- compress ---------------------------------------------------------------------------------
+def encoder_input(pil: Image.Image, multiple: int) -> torch.Tensor:
+    """(1, 3, H, W) uint8 RGB padded by edge replication to the latent grid: the encoder converts it
+    to floats band by band, so a large photo is never held as a full-size float image."""
+    import torch
+
+    arr = np.asarray(pil.convert("RGB"))
+    arr = np.pad(arr, ((0, -arr.shape[0] % multiple), (0, -arr.shape[1] % multiple), (0, 0)), mode="edge")
+    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+
 def compress(image: Any, *, model: Any = None, quality: int | float | None = None, icc_profile: bytes | None = None,
              exif: bytes | None = None, xmp: bytes | None = None, device: Any = None) -> bytes:
     """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate."""
@@ -128,12 +138,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
-    # 8-bit pixels, padded by edge replication to the latent grid; the encoder converts them to floats
-    # band by band, so a large photo is never held as a full-size float image.
-    arr = np.asarray(pil.convert("RGB"))
-    pm = comp.pad_multiple()
-    arr = np.pad(arr, ((0, -arr.shape[0] % pm), (0, -arr.shape[1] % pm), (0, 0)), mode="edge")
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None]
+    x = encoder_input(pil, comp.pad_multiple())
     with torch.inference_mode():
         lat = comp.encode(x, position)
     z_tab, y_tab = comp.tables()

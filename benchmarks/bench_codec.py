@@ -117,14 +117,14 @@ class Variant:
 
 
 def load_variants(args: argparse.Namespace) -> list[Variant]:
-    from sodec_plugin.engine import _norm_device, _norm_dtype
+    from sodec_plugin.engine import norm_device, norm_dtype
     from sodec_plugin.hub import ModelNotFoundError, resolve_folder
 
     try:
         folder = resolve_folder(args.model)
     except ModelNotFoundError as e:
         raise SystemExit(f"{e}\n(pass --model PATH, e.g. a development snapshot)") from e
-    dev, dt = _norm_device(args.device), _norm_dtype(args.dtype)
+    dev, dt = norm_device(args.device), norm_dtype(args.dtype)
     threads = [int(t) for t in args.threads.split(",")] if args.threads else [speed.set_threads()]
     opts = {"off": [False], "on": [True], "both": [False, True]}[args.optimize]
     variants = []

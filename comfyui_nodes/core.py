@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sodec_plugin.config import LATENT_CELL
 from sodec_plugin.container import EXTENSION as SDC_SUFFIX  # pure Python, like the rest of these imports
+from sodec_plugin.engine import DTYPE_NAMES
 from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY
 
 log = logging.getLogger("sodec.comfyui")
@@ -34,11 +36,10 @@ MODEL_FOLDER = "sodec"  # ComfyUI's models/sodec
 DEFAULT_CHOICE = "default"  # the bundled default model, whatever its release name
 DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")  # a node picks the path itself
 DEVICES = ("auto", "cpu")
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+DTYPES = ("auto", *DTYPE_NAMES)
 DEFAULT_TILE_PX = 768
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192
-LATENT_CELL_PX = 16
 
 
 # ---- ComfyUI's modules, where the process has them ---------------------------------------------------
@@ -269,9 +270,10 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     """'auto': float32 on the CPU; on a GPU half precision where ComfyUI says the device handles it."""
     import torch
 
-    named = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if dtype in named:
-        return named[dtype]
+    from sodec_plugin.engine import norm_dtype
+
+    if dtype in DTYPE_NAMES:
+        return norm_dtype(dtype)
     if dtype != "auto":
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if torch.device(device).type == "cpu":
@@ -477,7 +479,7 @@ def decode_bitstream(handle: SODECModelHandle, bitstream: SODECBitstream, decode
         notes.append(f"{model.identity} has no diffusion path (fidelity decoder only): decoded with the fidelity "
                      "decoder")
         log.warning("SODEC: %s", notes[-1])
-    tile_cells = max(int(tile), MIN_TILE_PX) // LATENT_CELL_PX
+    tile_cells = max(int(tile), MIN_TILE_PX) // LATENT_CELL
     images, masks = [], []
     for i, f in enumerate(parsed):
         hooks.check()

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy
+from .config import LATENT_CELL
 from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  (check_pixels: re-exported)
 from .rates import DECODE_MODES, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # Decoder tiles, in latent cells (16 px): 48 cells = 768 px, overlap 8 cells = 128 px.
 DEFAULT_TILE = 48
 TILE_OVERLAP = 8
+SD_LATENT_CELL = 8  # pixels per cell of Stable Diffusion's latent (the UNet's grid)
 
 
 class ModelMismatchError(ValueError):
@@ -221,7 +223,8 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         return m.fidelity_decoder(parts[0].to(dev, dt)).float().cpu()
 
     with torch.inference_mode():
-        x_f = tiled_apply(fidelity, [y_hat], fid_tile, TILE_OVERLAP, 16, 3, progress if not use_diffusion else None)
+        x_f = tiled_apply(fidelity, [y_hat], tile=fid_tile, overlap=TILE_OVERLAP, scale=LATENT_CELL, out_channels=3,
+                          progress=progress if not use_diffusion else None)
         if not use_diffusion:
             return x_f.clamp(0, 1)
         d = m.diffusion
@@ -231,12 +234,13 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         def unet_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.denoise(parts[0].to(dev, dt), cond).float().cpu()
 
-        y0 = tiled_apply(unet_step, [y_t.float().cpu()], sd_tile, sd_overlap, 1, y_t.shape[1], progress)
+        y0 = tiled_apply(unet_step, [y_t.float().cpu()], tile=sd_tile, overlap=sd_overlap, scale=1,
+                         out_channels=y_t.shape[1], progress=progress)
 
         def vae_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.decode_latent(parts[0].to(dev, dt), draft=draft).cpu()
 
-        return tiled_apply(vae_step, [y0], sd_tile, sd_overlap, 8, 3)
+        return tiled_apply(vae_step, [y0], tile=sd_tile, overlap=sd_overlap, scale=SD_LATENT_CELL, out_channels=3)
 
 
 def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The latent geometry every SODEC model shares: y has one cell per 16 x 16 pixels (four stride-2
+# stages of E), z one per 64 x 64 (two more in H_a), so images are padded to multiples of 64.
+LATENT_CELL = 16
+PAD_MULTIPLE = 64
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1

@@ -26,7 +26,11 @@ _key_locks: dict[tuple[str, str, str], threading.Lock] = {}
 _load_count = 0
 
 
-def _norm_device(device: Any) -> str:
+# Short dtype names the doors accept (CLI, Pillow options, ComfyUI's loader) -> torch attribute names.
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def norm_device(device: Any) -> str:
     import torch
 
     if device is None:
@@ -36,13 +40,14 @@ def _norm_device(device: Any) -> str:
     return str(torch.device(device))
 
 
-def _norm_dtype(dtype: Any) -> torch.dtype:
+def norm_dtype(dtype: Any) -> torch.dtype:
+    """A torch dtype from None (float32), a short name (fp32, fp16, bf16), a torch name or a dtype."""
     import torch
 
     if dtype is None:
         return torch.float32
     if isinstance(dtype, str):
-        name = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(dtype, dtype)
+        name = DTYPE_NAMES.get(dtype, dtype)
         value = getattr(torch, name, None)
         if not isinstance(value, torch.dtype):
             raise ValueError(f"unknown dtype {dtype!r}")
@@ -61,7 +66,7 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
 
     global _load_count
     folder = resolve_folder(name_or_path, revision=revision, local_files_only=local_files_only)
-    dev, dt = _norm_device(device), _norm_dtype(dtype)
+    dev, dt = norm_device(device), norm_dtype(dtype)
     key = (str(Path(folder).resolve()), dev, str(dt))
     with _lock:
         if key in _by_key:

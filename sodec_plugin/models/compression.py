@@ -21,7 +21,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
 
-from ..config import SODECConfig
+from ..config import PAD_MULTIPLE, SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from ..tiling import banded_reduce
 from .context import CheckerboardContext, anchor_mask
@@ -355,7 +355,7 @@ class CompressionModule(nn.Module):
         return yg.float().mul_(self.inverse_gain_at(position).float().cpu()[None, :, None, None])
 
     def pad_multiple(self) -> int:
-        return 64
+        return PAD_MULTIPLE
 
     @staticmethod
     def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -244,30 +244,6 @@ class Stage1:
         return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
 
 
-def export_checkpoint(config: str, out: str | Path, folder: str | Path, stage: int = 1,
-                      metadata: dict[str, Any] | None = None) -> Path:
-    """Write a loadable model folder from the last checkpoint of a run (the run may go on)."""
-    cfg = resolve_config(config)
-    state = torch.load(Path(out) / "checkpoints" / f"stage{stage}-last.pt", map_location="cpu", weights_only=True)
-    model = SODECModel(cfg)
-    model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("diffusion.")}, strict=False)
-    if model.diffusion is not None:
-        model.diffusion.load_state_dict({k[len("diffusion."):]: v for k, v in state["model"].items()
-                                         if k.startswith("diffusion.") and not k.startswith("diffusion.lora.")},
-                                        strict=False)
-        model.diffusion._lora_state = {k[len("diffusion.lora."):]: v for k, v in state["model"].items()
-                                       if k.startswith("diffusion.lora.")}
-    model.eval()
-    run = Path(out) / "run.json"
-    meta = {"training": {"stage": stage, "steps": int(state["step"]), "git_commit": git_commit(),
-                         "run": json.loads(run.read_text()) if run.exists() else None, **(metadata or {})}}
-    model.save_pretrained(folder, metadata=meta)
-    from ..hub import write_model_card
-
-    write_model_card(folder, model, meta["training"])
-    return Path(folder)
-
-
 def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float, ...]) -> torch.Tensor:
     """Gain vectors (R, M) of rate points `old` carried to rate points `new`: log-gain linear in
     log-lambda between points and extrapolated along the end segments, so a model warm-started

@@ -155,7 +155,7 @@ def test_open_reads_only_the_header(rgb_file: bytes, monkeypatch: pytest.MonkeyP
         assert im.format_description and im.get_format_mimetype() == "image/x-sodec"
         assert fp.bytes_read < len(rgb_file)
         assert im.tile  # not loaded
-        assert im.info["rate_position"] == codec.quality_to_position(60, TINY_MAX_POSITION)
+        assert im.info["rate_position"] == 19  # quality 60
         assert im.info["bpp"] == pytest.approx(8 * len(rgb_file) / (64 * 48))
         assert im.info["model"].startswith("tiny-fidelity@")
 
@@ -213,7 +213,7 @@ def test_save_to_file_object_and_reopen(model: Path) -> None:
     src.save(buf, "SODEC")
     buf.seek(0)
     with Image.open(buf, formats=["SODEC"]) as im:
-        assert im.size == src.size and im.info["rate_position"] == codec.quality_to_position(75, TINY_MAX_POSITION)
+        assert im.size == src.size and im.info["rate_position"] == 24  # quality 75, the default
         im.load()
     # an opened SODEC image saves again (its pixels are loaded first)
     with Image.open(io.BytesIO(buf.getvalue())) as im:
@@ -223,17 +223,21 @@ def test_save_to_file_object_and_reopen(model: Path) -> None:
 def test_model_and_quality_from_the_opener(model: Path) -> None:
     pillow_codec.register_sodec_opener(quality=10)
     with Image.open(io.BytesIO(to_bytes(photo(5)))) as im:
-        assert im.info["rate_position"] == codec.quality_to_position(10, TINY_MAX_POSITION)
+        assert im.info["rate_position"] == 3  # quality 10
     with Image.open(io.BytesIO(to_bytes(photo(5), quality=None))) as im:  # None: the default
-        assert im.info["rate_position"] == codec.quality_to_position(10, TINY_MAX_POSITION)
+        assert im.info["rate_position"] == 3  # quality 10
 
 
-@pytest.mark.parametrize("quality", [1, 33, 75, 100, 42.5])
-def test_quality_mapping_and_info(quality: float) -> None:
+# (save quality, rate position, info["quality"]) on the tiny model's 33 positions: quality 1..100 maps
+# linearly onto positions 0..32 (rounded), and info["quality"] is the quality whose position it is.
+QUALITY_LADDER = [(1, 0, 1), (33, 10, 32), (75, 24, 75), (100, 32, 100), (42.5, 13, 41)]
+
+
+@pytest.mark.parametrize(("quality", "position", "info_quality"), QUALITY_LADDER)
+def test_quality_mapping_and_info(quality: float, position: int, info_quality: int) -> None:
     with Image.open(io.BytesIO(to_bytes(photo(6), quality=quality))) as im:
-        position = codec.quality_to_position(quality, TINY_MAX_POSITION)
         assert im.info["rate_position"] == position
-        assert im.info["quality"] == codec.position_to_quality(position, TINY_MAX_POSITION)
+        assert im.info["quality"] == info_quality
         assert codec.quality_to_position(im.info["quality"], TINY_MAX_POSITION) == position
 
 
@@ -247,7 +251,7 @@ def test_quality_absent_when_the_model_is_unknown(rgb_file: bytes) -> None:
     plugin._defaults.clear()
     with Image.open(io.BytesIO(rgb_file)) as im:
         assert "quality" not in im.info
-        assert im.info["rate_position"] == codec.quality_to_position(60, TINY_MAX_POSITION)
+        assert im.info["rate_position"] == 19  # quality 60
         assert im.info["model"].startswith("tiny-fidelity@")
 
 

@@ -18,17 +18,16 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import BLOCK_FIELDS, SODECConfig, resolve_config
-from ..eval.metrics import MS_SSIM_MIN_SIDE
 from ..models.sodec import SODECModel
 from .data import CropDataset
 from .recipe import TrainRecipe, builtin_recipes
+from .stages import STAGES, StepResult
 
 
 def git_commit() -> str:
@@ -38,17 +37,6 @@ def git_commit() -> str:
                               text=True, timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def bits_per_pixel(likelihoods: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Per-sample bits per pixel from likelihoods (B, ...)."""
-    return -torch.log2(likelihoods).flatten(1).sum(1) / pixels
-
-
-@dataclass
-class StepResult:
-    loss: float
-    values: dict[str, float]
 
 
 class Trainer:
@@ -77,7 +65,7 @@ class Trainer:
         self.model.to(self.device)
         # fp16 needs loss scaling against gradient underflow; for "no" and bf16 the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=recipe.mixed_precision == "fp16")
-        self.stages = _stage_impl(self)
+        self.stages = STAGES[self.stage](self)
         self.step = 0
 
     # ---- checkpoints ------------------------------------------------------------------------
@@ -204,46 +192,6 @@ class Trainer:
         return folder
 
 
-class Stage1:
-    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*d + bpp, with
-    d = MSE (+ ms_ssim_weight * (1 - MS-SSIM) where the recipe asks for it)."""
-
-    def __init__(self, t: Trainer) -> None:
-        self.t = t
-        comp = t.model.compression
-        params = [p for n, p in t.model.named_parameters()
-                  if not n.endswith("quantiles") and not n.startswith("diffusion.")]
-        self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
-                           torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
-        self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
-        if t.recipe.ms_ssim_weight and t.sr.crop < MS_SSIM_MIN_SIDE:
-            raise ValueError(f"ms_ssim_weight needs crops of at least {MS_SSIM_MIN_SIDE} px, not {t.sr.crop}")
-
-    def step(self, x: torch.Tensor, step: int) -> StepResult:
-        m, comp = self.t.model, self.t.model.compression
-        g = torch.Generator().manual_seed(self.t.recipe.seed * 7919 + step)
-        r = torch.randint(0, self.t.cfg.num_rates, (x.shape[0],), generator=g).to(x.device)
-        out = comp(x, r)
-        x_f = m.fidelity_decoder(out["y_hat"])
-        mse = (x_f - x).pow(2).flatten(1).mean(1)
-        pixels = x.shape[-1] * x.shape[-2]
-        bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
-        distortion, extra = mse, {}
-        if w := self.t.recipe.ms_ssim_weight:
-            from pytorch_msssim import ms_ssim
-
-            msssim = ms_ssim(x_f, x, data_range=1.0, size_average=False)
-            distortion = mse + w * (1 - msssim)
-            extra["ms_ssim"] = msssim.detach().mean().item()
-        loss = (self.lambdas[r] * 255**2 * distortion + bpp).mean()
-        opt, aux_opt = self.optimizers
-        self.t.update(loss, opt, self.t.recipe.grad_clip)
-        aux = comp.entropy_bottleneck.loss()
-        self.t.update(aux, aux_opt)
-        psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
-        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
-
-
 def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float, ...]) -> torch.Tensor:
     """Gain vectors (R, M) of rate points `old` carried to rate points `new`: log-gain linear in
     log-lambda between points and extrapolated along the end segments, so a model warm-started
@@ -328,14 +276,6 @@ def _accelerator(recipe: TrainRecipe) -> Any:
         raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate joined "
                            f"{acc.num_processes}: check the launcher's distributed settings")
     return acc
-
-
-def _stage_impl(t: Trainer) -> Any:
-    if t.stage == 1:
-        return Stage1(t)
-    from .diffusion_stages import Stage2, Stage3
-
-    return {2: Stage2, 3: Stage3}[t.stage](t)
 
 
 def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | None = None, resume: bool = False,

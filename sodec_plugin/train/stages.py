@@ -1,16 +1,73 @@
-"""Stages 2 and 3 of the rate-annealing recipe (the diffusion path)."""
+"""The three stages of the rate-annealing recipe, side by side behind one small interface: a stage
+is built from the Trainer, holds `optimizers` (the first gets the schedule's learning rate) and
+does one `step(x, step) -> StepResult`. Stage 1 trains the compression module and the fidelity
+decoder; stages 2 and 3 the diffusion path. The Trainer imports this module, never the reverse.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from ..eval.metrics import MS_SSIM_MIN_SIDE
 from .losses import Distortion, PatchDiscriminator
 
-if TYPE_CHECKING:
-    from .trainer import StepResult, Trainer
+if TYPE_CHECKING:  # annotations only
+    from .trainer import Trainer
+
+
+@dataclass
+class StepResult:
+    loss: float
+    values: dict[str, float]
+
+
+def bits_per_pixel(likelihoods: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Per-sample bits per pixel from likelihoods (B, ...)."""
+    return -torch.log2(likelihoods).flatten(1).sum(1) / pixels
+
+
+class Stage1:
+    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*d + bpp, with
+    d = MSE (+ ms_ssim_weight * (1 - MS-SSIM) where the recipe asks for it)."""
+
+    def __init__(self, t: Trainer) -> None:
+        self.t = t
+        comp = t.model.compression
+        params = [p for n, p in t.model.named_parameters()
+                  if not n.endswith("quantiles") and not n.startswith("diffusion.")]
+        self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
+                           torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
+        self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
+        if t.recipe.ms_ssim_weight and t.sr.crop < MS_SSIM_MIN_SIDE:
+            raise ValueError(f"ms_ssim_weight needs crops of at least {MS_SSIM_MIN_SIDE} px, not {t.sr.crop}")
+
+    def step(self, x: torch.Tensor, step: int) -> StepResult:
+        m, comp = self.t.model, self.t.model.compression
+        g = torch.Generator().manual_seed(self.t.recipe.seed * 7919 + step)
+        r = torch.randint(0, self.t.cfg.num_rates, (x.shape[0],), generator=g).to(x.device)
+        out = comp(x, r)
+        x_f = m.fidelity_decoder(out["y_hat"])
+        mse = (x_f - x).pow(2).flatten(1).mean(1)
+        pixels = x.shape[-1] * x.shape[-2]
+        bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
+        distortion, extra = mse, {}
+        if w := self.t.recipe.ms_ssim_weight:
+            from pytorch_msssim import ms_ssim
+
+            msssim = ms_ssim(x_f, x, data_range=1.0, size_average=False)
+            distortion = mse + w * (1 - msssim)
+            extra["ms_ssim"] = msssim.detach().mean().item()
+        loss = (self.lambdas[r] * 255**2 * distortion + bpp).mean()
+        opt, aux_opt = self.optimizers
+        self.t.update(loss, opt, self.t.recipe.grad_clip)
+        aux = comp.entropy_bottleneck.loss()
+        self.t.update(aux, aux_opt)
+        psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
+        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
 
 
 def _prepare_diffusion(t: Trainer) -> None:
@@ -46,7 +103,6 @@ def _diffusion_params(t: Trainer) -> list[torch.nn.Parameter]:
 
 
 def _sum_bpp(out: dict[str, torch.Tensor], pixels: int) -> torch.Tensor:
-    from .trainer import bits_per_pixel
 
     return bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
 
@@ -62,8 +118,6 @@ class Stage2:
         self.optimizers = [torch.optim.AdamW(_diffusion_params(t), lr=t.sr.lr)]
 
     def step(self, x: torch.Tensor, step: int) -> StepResult:
-        from .trainer import StepResult
-
         m = self.t.model
         r = torch.full((x.shape[0],), self.t.recipe.target_rate_index, device=x.device)
         with torch.no_grad():
@@ -100,8 +154,6 @@ class Stage3:
         return step >= (1.0 - self.t.recipe.gan_fraction) * self.t.sr.steps
 
     def step(self, x: torch.Tensor, step: int) -> StepResult:
-        from .trainer import StepResult
-
         m, rec = self.t.model, self.t.recipe
         r = torch.full((x.shape[0],), rec.target_rate_index, device=x.device)
         opt, aux_opt, d_opt = self.optimizers
@@ -128,3 +180,6 @@ class Stage3:
             values["d_loss"] = float("nan")
         values.update({"bpp": bpp.item(), "rate_weight": w, "align": align.item()})
         return StepResult(loss.item(), values)
+
+
+STAGES = {1: Stage1, 2: Stage2, 3: Stage3}

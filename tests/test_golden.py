@@ -180,3 +180,22 @@ def test_the_default_re_encodes_its_golden_file_byte_for_byte(monkeypatch):
     monkeypatch.setattr(compression, "ENCODE_BAND_PIXELS", 1)  # the smallest bands: 8 rows of the 1/8 grid
     assert crop.height // 64 > 1
     assert sp.compress(crop, model=r.name, quality=QUALITY) == golden
+
+
+def test_the_default_quality_ladder_is_monotone_on_real_photos():
+    """More quality never gives less: PSNR and MS-SSIM do not fall as the quality rises (the evaluation
+    reports any violation on whole test sets; this holds it on a few real photo crops)."""
+    from sodec_plugin.eval.metrics import ms_ssim, psnr
+    from tests.conftest import kodak_crop
+
+    crops = [kodak_crop(i, box) for i, box in ((1, (256, 128, 512, 384)), (13, (0, 0, 256, 256)),
+                                                (23, (300, 100, 556, 356)))]
+    for index, crop in enumerate(crops):
+        ref = np.asarray(crop)
+        scores = []
+        for q in (1, 25, 50, 75, 100):
+            out = np.asarray(sp.decompress(sp.compress(crop, model=releases.DEFAULT_MODEL, quality=q)))
+            scores.append((q, psnr(ref, out), ms_ssim(ref, out)))
+        for (q0, p0, m0), (q1, p1, m1) in zip(scores, scores[1:], strict=False):
+            assert p1 >= p0 and m1 >= m0, f"crop {index}: quality {q1} gave {p1:.2f} dB / {m1:.4f}, quality {q0} " \
+                                          f"{p0:.2f} / {m0:.4f}"

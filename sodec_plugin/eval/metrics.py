@@ -146,10 +146,15 @@ def _to_unit_tensor(x: np.ndarray, device: str):  # -> torch.Tensor
     return t.to(device)
 
 
-@lru_cache(maxsize=4)
-def _build_lpips(device: str):
-    """LPIPS(alex) with the backbone created randomly (pnet_rand: nothing fetched) and then filled from the local
-    AlexNet checkpoint; the small linear heads ship inside the lpips package."""
+def lpips_unavailable() -> str | None:
+    """None when LPIPS can be built offline (eval and training), else what is missing and how to fix it."""
+    return _lpips_check()
+
+
+def make_lpips(device: str = "cpu"):  # -> torch.nn.Module
+    """A new LPIPS(alex), built offline: the backbone created randomly (pnet_rand: nothing fetched) and then
+    filled from the local AlexNet checkpoint; the small linear heads ship inside the lpips package. The one
+    place LPIPS is built, for evaluation and for training losses."""
     import lpips
     import torch
 
@@ -161,7 +166,10 @@ def _build_lpips(device: str):
         _, idx, param = key.split(".")
         mapped[key] = state[f"features.{idx}.{param}"]
     model.net.load_state_dict(mapped, strict=True)
-    return model.eval().to(device)
+    return model.eval().requires_grad_(False).to(device)
+
+
+_build_lpips = lru_cache(maxsize=4)(make_lpips)
 
 
 @lru_cache(maxsize=4)

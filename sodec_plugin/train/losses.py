@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-
 
 def load_lpips() -> nn.Module | None:
     """LPIPS(alex) when the `lpips` package and the AlexNet weights are already on disk; None
     (with a warning saying what is missing) otherwise. Never downloads."""
-    try:
-        import lpips
-    except ImportError:
-        warnings.warn("LPIPS unavailable (pip install lpips); training with MSE only", stacklevel=2)
+    from ..eval.metrics import lpips_unavailable, make_lpips
+
+    why = lpips_unavailable()
+    if why:
+        warnings.warn(f"LPIPS unavailable ({why}); training with MSE only", stacklevel=2)
         return None
-    hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    if not (hub_dir / ALEXNET_FILE).is_file():
-        warnings.warn(f"LPIPS unavailable: {ALEXNET_FILE} is not in {hub_dir}; training with MSE only", stacklevel=2)
-        return None
-    model = lpips.LPIPS(net="alex", verbose=False)
-    return model.eval().requires_grad_(False)
+    return make_lpips()
 
 
 class Distortion(nn.Module):

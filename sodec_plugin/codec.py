@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
     from .models.sodec import SODECModel
 
-# Decoder tiles, in latent cells (16 px): 48 cells = 768 px, overlap 8 cells = 128 px.
-DEFAULT_TILE = 48
+# Decoder tiles, in latent cells (16 px): 64 cells = 1024 px, overlap 8 cells = 128 px. The overlap is
+# computed twice, so larger tiles waste less: a 12 MP decode (4240x2827) took 7.2 s in 64-cell tiles
+# against 8.1-13 s in 48-cell ones (interleaved runs, 2 threads), peaking at 1.46 GB.
+DEFAULT_TILE = 64
 TILE_OVERLAP = 8
 SD_LATENT_CELL = 8  # pixels per cell of Stable Diffusion's latent (the UNet's grid)
 

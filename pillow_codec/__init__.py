@@ -14,7 +14,7 @@ too, and sets defaults for opening and saving (unknown keys warn; see ``plugin.O
         im.thumbnail((256, 256))           # draft: 1/2..1/8 scale via the fast fidelity path
         im.load()                          # full decode through the shared model
 
-Opening reads only the header. ``info`` holds "model" (bundled model name, else the name the
+Opening reads only the header. ``info`` holds "model" (release name, else the name the
 file records, else the weights id), "model_id" (first 4 bytes of the weights sha256, in hex),
 "rate_position", "bpp" (file bits per pixel), "quality" (when the model's config is at hand:
 a bundled model, or the registered model folder or instance), and "icc_profile", "exif", "xmp"
@@ -31,7 +31,7 @@ Quality: a number from 1 to 100 (default 75; anything else raises ValueError), m
 onto the model's rate positions: ``position = round((quality - 1) / 99 * max_position)`` with
 ``max_position = (number of rate points - 1) * rate_substeps``. Quality 1 is the lowest rate
 point (smallest files), 100 the highest, and positions between two rate points interpolate the
-gains in 1/rate_substeps steps. For the bundled releases since sodec-lite-2 (9 rate points, 16
+gains in 1/rate_substeps steps. For the releases since sodec-lite-2 (9 rate points, 16
 substeps), positions run 0..128 and quality 75 is position 96, rate point 6; for the first release
 sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. On reading,
 ``info["quality"] = round(1 + 99 * position / max_position)``, the quality of that position.

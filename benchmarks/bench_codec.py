@@ -32,6 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import speed_options  # noqa: E402
 from common import PeakMemory, device_line, load_average, markdown_table, median, parse_sizes, time_call  # noqa: E402
 
 from sodec_plugin import codec, container, entropy, speed, tiling  # noqa: E402
@@ -125,7 +126,7 @@ def load_variants(args: argparse.Namespace) -> list[Variant]:
     except ModelNotFoundError as e:
         raise SystemExit(f"{e}\n(pass --model PATH, e.g. a development snapshot)") from e
     dev, dt = norm_device(args.device), norm_dtype(args.dtype)
-    threads = [int(t) for t in args.threads.split(",")] if args.threads else [speed.set_threads()]
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [speed_options.set_threads()]
     opts = {"off": [False], "on": [True], "both": [False, True]}[args.optimize]
     variants = []
     for opt in opts:
@@ -135,7 +136,7 @@ def load_variants(args: argparse.Namespace) -> list[Variant]:
         if opt:
             speed.optimize_codec(model)
             if model.diffusion is not None:
-                speed.optimize_diffusion(model.diffusion, compile_mode=args.compile)
+                speed_options.optimize_diffusion(model.diffusion, compile_mode=args.compile)
         for th in threads:
             label = "speed.optimize_codec" if opt else "engine default"
             variants.append(Variant(f"{label}, {th} thr", model, th))
@@ -384,9 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", default=None, help="torch.compile mode for the diffusion nets of optimized variants")
     ap.add_argument("--draft-vae", default=None, help="AutoencoderTiny for draft decodes: a folder/repo or 'random'")
     ap.add_argument("--balanced-tiles", action="store_true",
-                    help="decode with speed.tiled_apply (balanced tiles), the proposed tiling.py change")
+                    help="decode with tiling.tiled_apply (balanced tiles), the proposed tiling.py change")
     ap.add_argument("--parallel-tiles", type=int, default=1, help="tiles decoded by this many threads at once "
-                                                                  "(speed.tiled_apply; implies its tiling)")
+                                                                  "(tiling.tiled_apply; implies its tiling)")
     ap.add_argument("--avif-quality", type=int, default=None, help="default: matched to SODEC's bpp per size")
     ap.add_argument("--avif-speed", type=int, default=6, help="libavif encoder speed (Pillow's default 6)")
     ap.add_argument("--profile", action="store_true", help="per-stage times instead of the end-to-end table")
@@ -395,11 +396,11 @@ def main(argv: list[str] | None = None) -> None:
 
     tiles_note = "sodec_plugin.tiling (engine)"
     if args.balanced_tiles or args.parallel_tiles > 1:
-        tiles_note = (f"speed.tiled_apply ({'balanced' if args.balanced_tiles else 'engine placement'}, "
+        tiles_note = (f"tiling.tiled_apply ({'balanced' if args.balanced_tiles else 'engine placement'}, "
                       f"{args.parallel_tiles} worker(s))")
 
         def patched(*a: Any, **k: Any) -> torch.Tensor:
-            return speed.tiled_apply(*a, **k, balanced=args.balanced_tiles, workers=args.parallel_tiles)
+            return tiling.tiled_apply(*a, **k, balanced=args.balanced_tiles, workers=args.parallel_tiles)
 
         tiling.tiled_apply = patched  # codec.decode_image imports it at call time
     from PIL import AvifImagePlugin, features

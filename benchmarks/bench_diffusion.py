@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import speed_options  # noqa: E402
 from common import PeakMemory, device_line, load_average, markdown_table, median, parse_sizes, time_call  # noqa: E402
 
 from sodec_plugin import codec, speed  # noqa: E402
@@ -119,7 +120,7 @@ def apply_speed(m: SODECModel, args: argparse.Namespace) -> str:
     mode = args.compile
     if mode and args.cuda_graphs and mode in ("default", "max-autotune-no-cudagraphs"):
         mode = "reduce-overhead"  # inductor's CUDA graphs
-    speed.optimize_diffusion(d, use_channels_last=args.channels_last, sdpa=True, fuse_qkv=args.fuse_qkv,
+    speed_options.optimize_diffusion(d, use_channels_last=args.channels_last, sdpa=True, fuse_qkv=args.fuse_qkv,
                              compile_mode=mode, fullgraph=args.fullgraph)
     if mode:
         kw = {"dynamic": False, "fullgraph": args.fullgraph} | ({} if mode == "default" else {"mode": mode})
@@ -128,9 +129,10 @@ def apply_speed(m: SODECModel, args: argparse.Namespace) -> str:
     elif args.cuda_graphs:
         if not str(args.device).startswith("cuda"):
             raise SystemExit("--cuda-graphs needs --device cuda")
-        speed.graph_diffusion(d)
-        m.fidelity_decoder.forward = speed.GraphedCallable(m.fidelity_decoder.forward)
-        notes.append("manual CUDA graphs (speed.graph_diffusion) on UNet, VAE/tiny decode, ViT, F_p, H_s, T_s, D_a")
+        speed_options.graph_diffusion(d)
+        m.fidelity_decoder.forward = speed_options.GraphedCallable(m.fidelity_decoder.forward)
+        notes.append("manual CUDA graphs (speed_options.graph_diffusion) on UNet, VAE/tiny decode, ViT, F_p, H_s, "
+                     "T_s, D_a")
     if args.fuse_qkv:
         notes.append("fused QKV")
     return "; ".join(notes) or "eager, no speed options"
@@ -163,7 +165,7 @@ def run(args: argparse.Namespace) -> None:
     if args.device == "cpu":
         torch.set_flush_denormal(True)
         if args.threads:
-            speed.set_threads(args.threads)
+            speed_options.set_threads(args.threads)
     else:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -180,8 +182,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"\n# SODEC diffusion decode, {arch} (random weights), {size[0]}x{size[1]}\n")
     print(f"Device: {device_line(dev)}")
     print(f"dtype {args.dtype}; {notes}; decoder VAE: {'tiny (AutoencoderTiny, TAESD layout)' if draft else 'SD VAE'}")
-    print(f"Attention: UNet {speed.attention_processors(d.unet)}, VAE {speed.attention_processors(d.vae)}, "
-          f"ViT {speed.attention_processors(d.vit)}; torch SDPA backends: flash "
+    procs = speed_options.attention_processors
+    print(f"Attention: UNet {procs(d.unet)}, VAE {procs(d.vae)}, ViT {procs(d.vit)}; torch SDPA backends: flash "
           f"{torch.backends.cuda.flash_sdp_enabled()}, "
           f"mem-efficient {torch.backends.cuda.mem_efficient_sdp_enabled()}, "
           f"cuDNN {getattr(torch.backends.cuda, 'cudnn_sdp_enabled', lambda: 'n/a')()}")

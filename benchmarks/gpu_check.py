@@ -391,7 +391,7 @@ def diffusion_rows(c: Check, m: Any, ns: argparse.Namespace, notes: str, y_hat: 
         ("engine codec.decode_image, SD VAE", lambda: codec.decode_image(m, y_hat, z_hat, "diffusion", 1.0)),
     ):
         c.measure(sec, f"{label}; {base}", fn, warmup, repeat, verdict, need)
-    graphs = "manual CUDA graphs (speed.graph_diffusion)"
+    graphs = "manual CUDA graphs (speed_options.graph_diffusion)"
     if not c.cuda:
         c.skipped(sec, f"device-resident chain; + {graphs}", "CUDA only")
         return

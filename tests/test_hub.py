@@ -164,3 +164,14 @@ def test_a_release_is_pushed_exactly_where_the_release_table_says(tiny_fidelity,
     (impostor / "config.json").write_text(json.dumps({**raw, "name": "sodec-lite-10"}))
     with pytest.raises(ValueError, match="a release, but holds other weights"):
         hub.push_target(impostor, "org/x")
+
+
+def test_from_pretrained_takes_the_path_load_model_takes(tiny_full, hub_cache):
+    place_in_hub_cache(tiny_full, "sodec-test/tiny-sodec", hub_cache)
+    shared = sp.load_model("sodec-test/tiny-sodec", local_files_only=True)
+    own = SODECModel.from_pretrained("sodec-test/tiny-sodec", local_files_only=True)
+    assert own is not shared and own.digest == shared.digest  # the same weights, not the shared instance
+    assert SODECModel.from_pretrained(str(tiny_full)).digest == shared.digest
+    assert SODECModel.from_pretrained().cfg.name == hub.DEFAULT_MODEL
+    with pytest.raises(hub.ModelNotFoundError, match="sodec-test/does-not-exist"):
+        SODECModel.from_pretrained("sodec-test/does-not-exist", local_files_only=True)

@@ -94,6 +94,19 @@ class SODECModel(nn.Module):
             return push_to_hub(tmp, repo_id, private=private, token=token)
 
     @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, *, revision: str | None = None,
+                        local_files_only: bool | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> SODECModel:
+        """The diffusers way: a release name (None: the default), a local folder or a Hub repo id ->
+        a new model of its own. hub.resolve_folder is the one path from a name to weights;
+        sodec_plugin.load_model takes the same path and shares one instance per process."""
+        from ..hub import resolve_folder
+
+        folder = resolve_folder(name_or_path, revision=revision, local_files_only=local_files_only)
+        base_kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
+        return cls.from_folder(folder, device=device, dtype=dtype, base_kwargs=base_kwargs)
+
+    @classmethod
     def from_folder(cls, folder: str | Path, *, device: str | torch.device | None = None,
                     dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None,
                     fuse_lora: bool = True) -> SODECModel:

@@ -199,3 +199,12 @@ def test_the_default_quality_ladder_is_monotone_on_real_photos():
         for (q0, p0, m0), (q1, p1, m1) in zip(scores, scores[1:], strict=False):
             assert p1 >= p0 and m1 >= m0, f"crop {index}: quality {q1} gave {p1:.2f} dB / {m1:.4f}, quality {q0} " \
                                           f"{p0:.2f} / {m0:.4f}"
+
+
+def test_each_shipped_config_is_its_release_entry():
+    """A release's config.json is the built-in config of its name (the one entry sodec train uses), so
+    the two cannot drift."""
+    from sodec_plugin.config import builtin_configs
+
+    for name, folder in local_weights().items():
+        assert SODECConfig.from_dict(json.loads((folder / "config.json").read_text())) == builtin_configs()[name], name

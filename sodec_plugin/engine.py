@@ -78,10 +78,7 @@ def get_model(name_or_path: Any = None, *, revision: str | None = None, device: 
             if key in _by_key:
                 return _by_key[key]
         base_kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
-        model = SODECModel.from_folder(folder, device=dev, dtype=dt, base_kwargs=base_kwargs)
-        from .speed import optimize_codec
-
-        optimize_codec(model)  # channels_last + fused GDN: ~15% faster CPU decode, same entropy parameters
+        model = SODECModel.from_folder(folder, device=dev, dtype=dt, base_kwargs=base_kwargs, optimize=True)
         with _lock:
             for (_, d2, t2), other in _by_key.items():  # same weights reached by another name
                 if other.digest == model.digest and (d2, t2) == (dev, str(dt)):

@@ -96,7 +96,7 @@ class SODECModel(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, *, revision: str | None = None,
                         local_files_only: bool | None = None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> SODECModel:
+                        dtype: torch.dtype | None = None, optimize: bool = True) -> SODECModel:
         """The diffusers way: a release name (None: the default), a local folder or a Hub repo id ->
         a new model of its own. hub.resolve_folder is the one path from a name to weights;
         sodec_plugin.load_model takes the same path and shares one instance per process."""
@@ -104,13 +104,15 @@ class SODECModel(nn.Module):
 
         folder = resolve_folder(name_or_path, revision=revision, local_files_only=local_files_only)
         base_kwargs = {} if local_files_only is None else {"local_files_only": local_files_only}
-        return cls.from_folder(folder, device=device, dtype=dtype, base_kwargs=base_kwargs)
+        return cls.from_folder(folder, device=device, dtype=dtype, base_kwargs=base_kwargs, optimize=optimize)
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, device: str | torch.device | None = None,
                     dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None,
-                    fuse_lora: bool = True) -> SODECModel:
-        """Load a saved model from a local folder, refusing weights whose digest is wrong."""
+                    fuse_lora: bool = True, optimize: bool = False) -> SODECModel:
+        """Load a saved model from a local folder, refusing weights whose digest is wrong. `optimize`
+        applies the exact inference reformulations of sodec_plugin.speed (for models that only decode
+        and encode; the same files and, to rounding, the same pixels)."""
         from safetensors import safe_open
 
         folder = Path(folder)
@@ -140,6 +142,10 @@ class SODECModel(nn.Module):
         model.eval().requires_grad_(False)
         if device is not None or dtype is not None:
             model.to_runtime(device, dtype)
+        if optimize:
+            from ..speed import optimize_codec
+
+            optimize_codec(model)
         return model
 
     def to_runtime(self, device: str | torch.device | None, dtype: torch.dtype | None) -> SODECModel:

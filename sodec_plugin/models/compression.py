@@ -24,9 +24,9 @@ from torch import nn
 from ..config import PAD_MULTIPLE, SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from ..tiling import banded_reduce
+from .blocks import identity_blocks
 from .context import CheckerboardContext, anchor_mask
 from .prior import PriorSynthesis
-from .transform import identity_blocks
 
 CONTEXT_MODELS = ("none", "checkerboard")
 

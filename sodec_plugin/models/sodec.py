@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import CONFIG_NAME, WEIGHTS_NAME, SODECConfig
 from .compression import CompressionModule
-from .guidance import FidelityDecoder
+from .fidelity import FidelityDecoder
 
 
 class WeightsError(ValueError):

@@ -134,11 +134,13 @@ class Trainer:
         end = self.sr.steps if max_steps is None else min(self.sr.steps, max_steps)
         results: list[StepResult] = []
         log_path = self.out / f"log-stage{self.stage}.csv"
-        new_log = not log_path.exists()
         self.model.train()
         if self.rank != 0:
             progress = False
             log_path = self.out / f"log-stage{self.stage}-rank{self.rank}.csv"
+        # Whether this rank's own log needs a header: decided on its own file (rank 0's may already
+        # exist when another rank gets here, which used to leave the rank-1 log without one).
+        new_log = not log_path.exists()
         board = _tensorboard(self.out / "tensorboard") if self.rank == 0 else None
         with open(log_path, "a", newline="") as logf, tqdm(total=end, initial=self.step, disable=not progress,
                                                             desc=f"stage {self.stage}") as bar:

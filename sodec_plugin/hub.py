@@ -108,7 +108,12 @@ def fetch_release(release: Release, local_files_only: bool | None = None) -> Pat
     """The folder of a released model from its Hub home (through the local cache), checked to be
     exactly that release: a repo or tag that was changed later cannot change what a file decodes to."""
     try:
-        folder = _snapshot(release.repo_id, release.revision, local_files_only)
+        try:  # the cache first: a release's tag never moves, so a cached copy needs no request to the Hub
+            folder = _snapshot(release.repo_id, release.revision, True)
+        except _hub_errors():
+            if local_files_only:
+                raise
+            folder = _snapshot(release.repo_id, release.revision, local_files_only)
     except _hub_errors() as e:
         from huggingface_hub import constants
 

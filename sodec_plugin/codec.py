@@ -303,8 +303,6 @@ def decompress(data: bytes | bytearray | memoryview | str | Path, *, model: Any 
     has it). guidance: fidelity guidance strength (0 none, 1 as trained, >1 stronger)."""
     if isinstance(data, (str, Path)):
         data = Path(data).read_bytes()
-    if mode not in DECODE_MODES:
-        raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
     return decode_file(container.parse(bytes(data)), model=model, device=device, dtype=dtype, mode=mode,
                        guidance=guidance, tile=tile, draft=draft)
 

@@ -10,7 +10,7 @@ import torch
 
 import sodec_plugin as sp
 from sodec_plugin import entropy
-from sodec_plugin.codec import decode_latents
+from sodec_plugin.codec import decode_latents, encoder_input
 from sodec_plugin.container import parse
 from sodec_plugin.models.context import anchor_mask
 from sodec_plugin.models.sodec import SODECModel
@@ -35,10 +35,10 @@ def _image():
 def test_decoder_recovers_the_encoders_latents_exactly(tiny_context):
     m = SODECModel.from_folder(tiny_context)
     comp = m.compression
-    x = torch.from_numpy(np.asarray(_image()).copy()).permute(2, 0, 1)[None].float().div(255)
+    x = encoder_input(_image(), comp.pad_multiple())
     f = parse(sp.compress(_image(), model=m, quality=60))
     pos = f.rate_position
-    lat = comp.encode(comp.pad(x, comp.pad_multiple()), pos)
+    lat = comp.encode(x, pos)
     z_hat = comp.z_hat_from_symbols(lat.z_symbols)
     _, _, means = comp.code_y(z_hat, pos, lambda _m, _i, p: lat.y_symbols[:, p])
     y_hat, z_dec = decode_latents(f, SODECModel.from_folder(tiny_context))

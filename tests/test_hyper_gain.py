@@ -11,6 +11,7 @@ import torch
 
 import sodec_plugin as sp
 from sodec_plugin import entropy
+from sodec_plugin.codec import encoder_input
 from sodec_plugin.config import SODECConfig
 from sodec_plugin.container import parse
 from sodec_plugin.models.sodec import SODECModel
@@ -58,7 +59,7 @@ def test_the_hyper_gain_sets_the_precision_of_z_and_the_decoder_reads_it_back(ti
     m = SODECModel.from_folder(t.model.save_pretrained(tmp_path / "finer"))
     comp = m.compression
     image = kodak_crop(7, (0, 0, 256, 192))
-    x = comp.pad(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255, 64)
+    x = encoder_input(image, comp.pad_multiple())
     top = comp.cfg.max_rate_position  # the last point keeps a gain of 1
     assert np.array_equal(comp.encode(x, top).z_symbols, src.compression.encode(x, top).z_symbols)
     assert not src.compression.encode(x, 0).z_symbols.any()

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
@@ -356,12 +355,6 @@ class CompressionModule(nn.Module):
 
     def pad_multiple(self) -> int:
         return PAD_MULTIPLE
-
-    @staticmethod
-    def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % multiple, (-w) % multiple
-        return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:

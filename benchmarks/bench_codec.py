@@ -267,34 +267,35 @@ def profile(model: SODECModel, im: Image.Image, args: argparse.Namespace, mode: 
 def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draft: bool, tile: int,
                   timed: Any) -> None:
     comp = m.compression
+    lc = comp.codec  # the coding side
 
     with torch.inference_mode():
         x = timed("enc: image -> padded 8-bit tensor", lambda: codec.encoder_input(codec.normalize_mode(im),
-                                                                                    comp.pad_multiple()))
+                                                                                    lc.pad_multiple()))
         y = timed("enc: E analysis (banded)", lambda x=x: comp.analysis.forward_banded(x))
         z = timed("enc: H_a hyper analysis", lambda y=y: comp.hyper_analysis(y).double().cpu())
-    z_tab, y_tab = comp.tables()
-    z_sym, z_hat = timed("enc: quantise z", lambda: comp.quantize_z(z, position))
-    timed("enc: exact prior P alone (fixed point)", lambda: comp.y_parameters(z_hat, position))
+    z_tab, y_tab = lc.tables()
+    z_sym, z_hat = timed("enc: quantise z", lambda: lc.quantize_z(z, position))
+    timed("enc: exact prior P alone (fixed point)", lambda: lc.y_parameters(z_hat, position))
 
     y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y",
-                           lambda: comp.quantize_y(y.float(), z_hat, position))
+                           lambda: lc.quantize_y(y.float(), z_hat, position))
     z_stream = timed("enc: entropy encode z", lambda: entropy.encode(
-        z_sym, comp.z_indexes((1, *z_sym.shape)), z_tab))
-    y_stream = timed("enc: entropy encode y", lambda: entropy.encode(comp.scan(y_sym), comp.scan(indexes), y_tab))
+        z_sym, lc.z_indexes((1, *z_sym.shape)), z_tab))
+    y_stream = timed("enc: entropy encode y", lambda: entropy.encode(lc.scan(y_sym), lc.scan(indexes), y_tab))
     data = timed("enc: container pack", lambda: container.pack(container.SDCFile(
         im.width, im.height, "RGB", bytes.fromhex(m.digest[:8]), position, z_stream, y_stream, {})))
 
     f = timed("dec: container parse", lambda: container.parse(data))
-    pm = comp.pad_multiple()
-    z_shape = comp.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
-    zd = timed("dec: entropy decode z", lambda: entropy.decode(f.z_stream, comp.z_indexes(z_shape), z_tab))
-    z_hat_d = comp.z_hat_from_symbols(zd.reshape(z_shape[1:]))
+    pm = lc.pad_multiple()
+    z_shape = lc.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    zd = timed("dec: entropy decode z", lambda: entropy.decode(f.z_stream, lc.z_indexes(z_shape), z_tab))
+    z_hat_d = lc.z_hat_from_symbols(zd.reshape(z_shape[1:]))
 
     yd, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y",
-                        lambda: comp.decode_y(f.y_stream, z_hat_d, position))
-    y_hat = timed("dec: dequantise y_hat", lambda: comp.y_hat_from_symbols(yd, means_d, position))
-    z_hat_f = comp.z_dequantized(z_hat_d, position).float()
+                        lambda: lc.decode_y(f.y_stream, z_hat_d, position))
+    y_hat = timed("dec: dequantise y_hat", lambda: lc.y_hat_from_symbols(yd, means_d, position))
+    z_hat_f = lc.z_dequantized(z_hat_d, position).float()
     if mode == "fidelity" or not m.has_diffusion:
         x_out = timed(f"dec: D_a fidelity decoder (tile {tile})",
                       lambda: codec.decode_image(m, y_hat, z_hat_f, "fidelity", tile=tile))
@@ -328,7 +329,7 @@ def mac_rows(m: SODECModel, im: Image.Image, stages: list[tuple[str, float]], de
     """For E and D_a on this image: MACs, MACs per pixel, the rate reached in the profile, and its
     fraction of the 3x3 convolution throughput (how far execution, not arithmetic, is the limit)."""
     comp = m.compression
-    x = codec.encoder_input(codec.normalize_mode(im), comp.pad_multiple())
+    x = codec.encoder_input(codec.normalize_mode(im), comp.codec.pad_multiple())
     with torch.inference_mode():
         y = comp.analysis.forward_banded(x)
     peak = conv_throughput(device)

@@ -270,7 +270,7 @@ def decode_symbols(m: Any, data: bytes) -> tuple[torch.Tensor, np.ndarray, float
         return decode_y
 
     f = container.parse(data)
-    with wrapped(m.compression, "decode_y", wrap):
+    with wrapped(m.compression.codec, "decode_y", wrap):
         _, ms = time_call(lambda: codec.decode_latents(f, m), "cpu")
     return got["z_hat"], got["y"], ms
 
@@ -308,7 +308,7 @@ def cross_section(c: Check, kodak: tuple[Image.Image, str], photo: tuple[Image.I
             enc_m, dec_m = every[enc_label], every[dec_label]
             data, lat = encode_with_symbols(enc_m, im)
             z_hat, y_sym, ms = decode_symbols(dec_m, data)
-            z_ok = torch.equal(z_hat, dec_m.compression.z_hat_from_symbols(lat.z_symbols))
+            z_ok = torch.equal(z_hat, dec_m.compression.codec.z_hat_from_symbols(lat.z_symbols))
             y_ok = y_sym.shape == lat.y_symbols.shape and bool(np.array_equal(y_sym, lat.y_symbols))
             y_bad = int((y_sym != lat.y_symbols).sum()) if y_sym.shape == lat.y_symbols.shape else y_sym.size
             rec: dict[str, Any] = {"image": name, "encode_device": enc_label, "decode_device": dec_label,

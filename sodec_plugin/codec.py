@@ -142,12 +142,12 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
-    x = encoder_input(pil, comp.pad_multiple())
+    x = encoder_input(pil, comp.codec.pad_multiple())
     with torch.inference_mode():
         lat = comp.encode(x, position)
-    z_tab, y_tab = comp.tables()
-    z_stream = entropy.encode(lat.z_symbols, comp.z_indexes((1, *lat.z_symbols.shape)), z_tab)
-    y_stream = entropy.encode(comp.scan(lat.y_symbols), comp.scan(lat.y_indexes), y_tab)
+    z_tab, y_tab = comp.codec.tables()
+    z_stream = entropy.encode(lat.z_symbols, comp.codec.z_indexes((1, *lat.z_symbols.shape)), z_tab)
+    y_stream = entropy.encode(comp.codec.scan(lat.y_symbols), comp.codec.scan(lat.y_indexes), y_tab)
     chunks: dict[int, bytes] = {}
     if pil.mode in ("RGBA", "LA"):
         chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))
@@ -185,18 +185,18 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
     (z_hat divided by the hyper gain where the model has one); every size is checked first."""
 
     comp = m.compression
-    pm = comp.pad_multiple()
-    z_shape = comp.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
-    z_tab, _ = comp.tables()
-    zi = comp.z_indexes(z_shape)
+    pm = comp.codec.pad_multiple()
+    z_shape = comp.codec.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    z_tab, _ = comp.codec.tables()
+    zi = comp.codec.z_indexes(z_shape)
     try:
         z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
-        z_hat = comp.z_hat_from_symbols(z_sym)
-        y_sym, means = comp.decode_y(f.y_stream, z_hat, f.rate_position)
+        z_hat = comp.codec.z_hat_from_symbols(z_sym)
+        y_sym, means = comp.codec.decode_y(f.y_stream, z_hat, f.rate_position)
     except entropy.EntropyError as e:
         raise FormatError(f"corrupt .sdc streams: {e}") from e
-    y_hat = comp.y_hat_from_symbols(y_sym, means, f.rate_position)
-    return y_hat, comp.z_dequantized(z_hat, f.rate_position).float()
+    y_hat = comp.codec.y_hat_from_symbols(y_sym, means, f.rate_position)
+    return y_hat, comp.codec.z_dequantized(z_hat, f.rate_position).float()
 
 
 def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,

@@ -35,28 +35,28 @@ def _image():
 def test_decoder_recovers_the_encoders_latents_exactly(tiny_context):
     m = SODECModel.from_folder(tiny_context)
     comp = m.compression
-    x = encoder_input(_image(), comp.pad_multiple())
+    x = encoder_input(_image(), comp.codec.pad_multiple())
     f = parse(sp.compress(_image(), model=m, quality=60))
     pos = f.rate_position
     lat = comp.encode(x, pos)
-    z_hat = comp.z_hat_from_symbols(lat.z_symbols)
-    _, _, means = comp.code_y(z_hat, pos, lambda _m, _i, p: lat.y_symbols[:, p])
+    z_hat = comp.codec.z_hat_from_symbols(lat.z_symbols)
+    _, _, means = comp.codec.code_y(z_hat, pos, lambda _m, _i, p: lat.y_symbols[:, p])
     y_hat, z_dec = decode_latents(f, SODECModel.from_folder(tiny_context))
     assert torch.equal(z_dec.double(), z_hat)
-    assert torch.equal(y_hat, comp.y_hat_from_symbols(lat.y_symbols, means, pos))
+    assert torch.equal(y_hat, comp.codec.y_hat_from_symbols(lat.y_symbols, means, pos))
 
 
 def test_second_pass_changes_only_the_non_anchor_parameters(tiny_context):
     comp = SODECModel.from_folder(tiny_context).compression
     z = torch.randint(-4, 5, (1, comp.cfg.hyper_latent_channels, 3, 4)).double()
-    hyper_means, hyper_idx = comp.y_parameters(z, 30)
+    hyper_means, hyper_idx = comp.codec.y_parameters(z, 30)
     rng = np.random.default_rng(0)
-    sym, idx, means = comp.code_y(z, 30, lambda m, i, pos: rng.integers(-3, 4, size=i.shape).astype(np.int32))
+    sym, idx, means = comp.codec.code_y(z, 30, lambda m, i, pos: rng.integers(-3, 4, size=i.shape).astype(np.int32))
     a = anchor_mask(*idx.shape[-2:]).numpy()
     assert np.array_equal(idx[:, a], hyper_idx[0][:, a]) and torch.equal(means[0][:, a], hyper_means[0][:, a])
     assert not np.array_equal(idx[:, ~a], hyper_idx[0][:, ~a])
     # the stream holds the anchors first, then the rest
-    assert np.array_equal(comp.scan(sym), np.concatenate([sym[:, a].ravel(), sym[:, ~a].ravel()]))
+    assert np.array_equal(comp.codec.scan(sym), np.concatenate([sym[:, a].ravel(), sym[:, ~a].ravel()]))
 
 
 def test_exact_context_is_bit_identical_across_threads_and_dtypes_and_near_the_float_one(tiny_context):

@@ -11,7 +11,7 @@ from tests.conftest import kodak_crop
 
 
 def _params(m: SODECModel, z: torch.Tensor, pos: int):
-    means, idx = m.compression.y_parameters(z, pos)
+    means, idx = m.compression.codec.y_parameters(z, pos)
     return means.numpy().copy(), idx.copy()
 
 

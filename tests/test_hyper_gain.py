@@ -59,7 +59,7 @@ def test_the_hyper_gain_sets_the_precision_of_z_and_the_decoder_reads_it_back(ti
     m = SODECModel.from_folder(t.model.save_pretrained(tmp_path / "finer"))
     comp = m.compression
     image = kodak_crop(7, (0, 0, 256, 192))
-    x = encoder_input(image, comp.pad_multiple())
+    x = encoder_input(image, comp.codec.pad_multiple())
     top = comp.cfg.max_rate_position  # the last point keeps a gain of 1
     assert np.array_equal(comp.encode(x, top).z_symbols, src.compression.encode(x, top).z_symbols)
     assert not src.compression.encode(x, 0).z_symbols.any()
@@ -68,21 +68,22 @@ def test_the_hyper_gain_sets_the_precision_of_z_and_the_decoder_reads_it_back(ti
         assert np.abs(lat.z_symbols).max() > 1
         # the prior reads the symbols through the inverse gain: it follows the float prior on
         # the de-gained z, not on the symbols themselves
-        z_hat = comp.z_hat_from_symbols(lat.z_symbols)
-        means, _ = comp.y_parameters(z_hat, position)
-        g = comp.exact_gain(position)[None, :, None, None]
+        z_hat = comp.codec.z_hat_from_symbols(lat.z_symbols)
+        means, _ = comp.codec.y_parameters(z_hat, position)
+        g = comp.codec.exact_gain(position)[None, :, None, None]
         with torch.no_grad():
-            float_means = comp.prior(comp.z_dequantized(z_hat, position).float())[0].double() * g
+            float_means = comp.prior(comp.codec.z_dequantized(z_hat, position).float())[0].double() * g
             ungained_means = comp.prior(z_hat.float())[0].double() * g
         tol = 0.05 * g.max().item()
         assert torch.allclose(means, float_means, atol=tol) and not torch.allclose(means, ungained_means, atol=tol)
         # and the decoder gets back what the encoder coded
         f = parse(sp.compress(image, model=m, quality=position_to_quality(position, top)))
         assert f.rate_position == position
-        z_dec = comp.z_hat_from_symbols(entropy.decode(f.z_stream, comp.z_indexes(z_hat.shape), comp.tables()[0])
-                                        .reshape(z_hat.shape[1:]))
+        lc = comp.codec
+        z_dec = lc.z_hat_from_symbols(entropy.decode(f.z_stream, lc.z_indexes(z_hat.shape), lc.tables()[0])
+                                      .reshape(z_hat.shape[1:]))
         assert torch.equal(z_dec, z_hat)
-        assert np.array_equal(comp.decode_y(f.y_stream, z_dec, position)[0], lat.y_symbols)
+        assert np.array_equal(comp.codec.decode_y(f.y_stream, z_dec, position)[0], lat.y_symbols)
 
 
 def test_a_model_whose_hyper_gain_rounds_to_zero_is_not_saved(tiny_fidelity, data, tmp_path):  # noqa: F811

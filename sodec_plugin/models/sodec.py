@@ -69,7 +69,7 @@ class SODECModel(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.compression.update_tables()
+        self.compression.codec.update_tables()
         meta = {"format": "pt", "sodec_config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
         for k, v in (metadata or {}).items():
             meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)

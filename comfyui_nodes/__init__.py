@@ -25,7 +25,7 @@ except ImportError:
 
 from sodec_plugin import container  # noqa: E402
 
-from . import core  # noqa: E402
+from . import paths  # noqa: E402
 
 try:
     import pillow_codec  # noqa: F401  (registers .sdc with Pillow)
@@ -33,7 +33,7 @@ except ImportError as _e:
     _log.info("SODEC: pillow_codec not available (%s); Load Image will not open .sdc files", _e)
 
 mimetypes.add_type(container.MIME, container.EXTENSION)
-core.register_model_folder()
+paths.register_model_folder()
 
 
 def _has_v3_api() -> bool:

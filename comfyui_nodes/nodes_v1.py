@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import core, schema
+from . import files, schema
 
 
 def v1_input(spec: schema.In) -> tuple[Any, ...]:
@@ -55,14 +55,14 @@ def _make(node: schema.NodeDef) -> type:
         "RETURN_NAMES": tuple(o.name for o in node.outputs),
         "OUTPUT_TOOLTIPS": tuple(o.tooltip for o in node.outputs),
         "FUNCTION": "run",
-        "CATEGORY": core.CATEGORY,
+        "CATEGORY": schema.CATEGORY,
         "DESCRIPTION": node.description,
         "OUTPUT_NODE": node.output_node,
         "run": run,
     }
     if node.node_id == "SODECLoad":
         attrs["VALIDATE_INPUTS"] = classmethod(lambda cls, sdc_file: schema.validate_load(sdc_file))
-        attrs["IS_CHANGED"] = classmethod(lambda cls, sdc_file: core.file_fingerprint(sdc_file))
+        attrs["IS_CHANGED"] = classmethod(lambda cls, sdc_file: files.file_fingerprint(sdc_file))
     return type(node.node_id, (), attrs)
 
 

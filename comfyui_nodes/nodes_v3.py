@@ -1,5 +1,5 @@
 """The nodes in ComfyUI's V3 API (`comfy_api.latest`). Imported only where ComfyUI provides that API; the
-schemas come from schema.NODES and the work from core, shared with the V1 fallback."""
+schemas and the work (each node's run function) come from schema.NODES, shared with the V1 fallback."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from typing import Any
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import core, schema
+from sodec_plugin.rates import DEFAULT_QUALITY
 
-BITSTREAM = io.Custom(core.BITSTREAM_TYPE)
-MODEL = io.Custom(core.MODEL_TYPE)
-_TYPES: dict[str, Any] = {"IMAGE": io.Image, "MASK": io.Mask, "FLOAT": io.Float, core.BITSTREAM_TYPE: BITSTREAM,
-                          core.MODEL_TYPE: MODEL}
+from . import coding, files, model_loading, schema
+
+BITSTREAM = io.Custom(coding.BITSTREAM_TYPE)
+MODEL = io.Custom(model_loading.MODEL_TYPE)
+_TYPES: dict[str, Any] = {"IMAGE": io.Image, "MASK": io.Mask, "FLOAT": io.Float, coding.BITSTREAM_TYPE: BITSTREAM,
+                          model_loading.MODEL_TYPE: MODEL}
 
 
 def v3_input(spec: schema.In) -> io.Input:
@@ -33,7 +35,7 @@ def v3_schema(node_id: str) -> io.Schema:
     return io.Schema(
         node_id=node.node_id,
         display_name=node.display_name,
-        category=core.CATEGORY,
+        category=schema.CATEGORY,
         description=node.description,
         inputs=[v3_input(s) for s in node.inputs],
         outputs=[_TYPES[o.type].Output(o.name, display_name=o.name, tooltip=o.tooltip or None) for o in node.outputs],
@@ -68,7 +70,7 @@ class SODECEncode(io.ComfyNode):
         return v3_schema("SODECEncode")
 
     @classmethod
-    def execute(cls, image: Any, sodec_model: Any, quality: int = core.DEFAULT_QUALITY,
+    def execute(cls, image: Any, sodec_model: Any, quality: int = DEFAULT_QUALITY,
                 mask: Any = None) -> io.NodeOutput:
         return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask)
 
@@ -82,7 +84,7 @@ class SODECDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, bitstream: Any, sodec_model: Any, decode_path: str = "diffusion", guidance: float = 1.0,
-                tile_size: int = core.DEFAULT_TILE_PX) -> io.NodeOutput:
+                tile_size: int = coding.DEFAULT_TILE_PX) -> io.NodeOutput:
         return _run("SODECDecode", bitstream=bitstream, sodec_model=sodec_model, decode_path=decode_path,
                     guidance=guidance, tile_size=tile_size)
 
@@ -112,7 +114,7 @@ class SODECLoad(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, sdc_file: str) -> str:
-        return core.file_fingerprint(sdc_file)
+        return files.file_fingerprint(sdc_file)
 
     @classmethod
     def execute(cls, sdc_file: str) -> io.NodeOutput:

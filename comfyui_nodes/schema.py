@@ -7,7 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import core
+from sodec_plugin.rates import DEFAULT_QUALITY
+
+from . import coding, files, model_loading
+
+CATEGORY = "SODEC"  # where ComfyUI's node menu lists the nodes
 
 
 @dataclass(frozen=True)
@@ -47,35 +51,36 @@ class NodeDef:
     output_node: bool = False
 
 
-MODEL_IN = In("sodec_model", core.MODEL_TYPE, "A SODEC model from SODEC Model Loader.")
-BITSTREAM_IN = In("bitstream", core.BITSTREAM_TYPE, "SODEC bitstreams: one .sdc file per batch item.")
+MODEL_IN = In("sodec_model", model_loading.MODEL_TYPE, "A SODEC model from SODEC Model Loader.")
+BITSTREAM_IN = In("bitstream", coding.BITSTREAM_TYPE, "SODEC bitstreams: one .sdc file per batch item.")
 
 
 def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", device: str = "auto",
                dtype: str = "auto") -> tuple[tuple[Any, ...], dict[str, Any]]:
-    handle = core.load_model_handle(model_name, hub_repo_id, revision, device, dtype)
+    handle = model_loading.load_model_handle(model_name, hub_repo_id, revision, device, dtype)
     return (handle,), {"text": [handle.describe()]}
 
 
-def run_encode(image: Any, sodec_model: core.SODECModelHandle, quality: int = core.DEFAULT_QUALITY,
+def run_encode(image: Any, sodec_model: model_loading.SODECModelHandle, quality: int = DEFAULT_QUALITY,
                mask: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    bits = core.encode_images(sodec_model, image, int(quality), mask=mask)
+    bits = coding.encode_images(sodec_model, image, int(quality), mask=mask)
     return (bits, bits.mean_bpp()), {"text": bits.summary()}
 
 
-def run_decode(bitstream: core.SODECBitstream, sodec_model: core.SODECModelHandle, decode_path: str = "diffusion",
-               guidance: float = 1.0, tile_size: int = core.DEFAULT_TILE_PX) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    images, masks, notes = core.decode_bitstream(sodec_model, bitstream, decode_path, float(guidance), int(tile_size))
+def run_decode(bitstream: coding.SODECBitstream, sodec_model: model_loading.SODECModelHandle,
+               decode_path: str = "diffusion", guidance: float = 1.0,
+               tile_size: int = coding.DEFAULT_TILE_PX) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    images, masks, notes = coding.decode_bitstream(sodec_model, bitstream, decode_path, float(guidance), int(tile_size))
     return (images, masks), {"text": notes}
 
 
-def run_save(bitstream: core.SODECBitstream, filename_prefix: str = "sodec/SODEC",
+def run_save(bitstream: coding.SODECBitstream, filename_prefix: str = "sodec/SODEC",
              preview: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return (), core.save_node(bitstream, filename_prefix, preview)
+    return (), files.save_node(bitstream, filename_prefix, preview)
 
 
 def run_load(sdc_file: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    bits = core.load_bitstream(sdc_file)
+    bits = files.load_bitstream(sdc_file)
     return (bits, bits.mean_bpp()), {"text": bits.summary()}
 
 
@@ -87,16 +92,16 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
         (
             In("model_name", "COMBO", "'default' is the bundled model; then every released model (fetched from the "
                "Hugging Face Hub on first use), then models under models/sodec.",
-               core.DEFAULT_CHOICE, core.model_choices),
+               model_loading.DEFAULT_CHOICE, model_loading.model_choices),
             In("hub_repo_id", "STRING", "A Hugging Face Hub repo id (org/name); when set it replaces model_name.",
                ""),
             In("revision", "STRING", "Hub revision (branch, tag or commit) for hub_repo_id; empty for main.", ""),
             In("device", "COMBO", "auto: ComfyUI's device (the GPU unless --cpu); cpu: always the CPU.", "auto",
-               core.DEVICES),
+               model_loading.DEVICES),
             In("dtype", "COMBO", "auto: float32 on the CPU, half precision on GPUs that handle it.", "auto",
-               core.DTYPES),
+               model_loading.DTYPES),
         ),
-        (Out(core.MODEL_TYPE, "sodec_model", "The loaded SODEC model."),),
+        (Out(model_loading.MODEL_TYPE, "sodec_model", "The loaded SODEC model."),),
         run_loader,
     ),
     NodeDef(
@@ -106,11 +111,11 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             In("image", "IMAGE", "Images to compress (a batch gives one bitstream per image)."),
             MODEL_IN,
             In("quality", "INT", "1 (smallest files) to 100 (best quality): the model's rate points.",
-               core.DEFAULT_QUALITY, min=1, max=100, step=1),
+               DEFAULT_QUALITY, min=1, max=100, step=1),
             In("mask", "MASK", "Optional transparency (1 = transparent, as Load Image gives it): stored exactly "
                "as the image's alpha; SODEC Decode gives it back as its MASK.", optional=True),
         ),
-        (Out(core.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
+        (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
          Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),
         run_encode,
     ),
@@ -123,11 +128,11 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             MODEL_IN,
             In("decode_path", "COMBO", "diffusion: the one-step diffusion decoder (realistic detail); fidelity: "
                "the fidelity decoder alone (fast, closest to the original in PSNR).", "diffusion",
-               core.DECODE_PATHS),
+               coding.DECODE_PATHS),
             In("guidance", "FLOAT", "Fidelity guidance strength of the diffusion path (0 none, 1 as trained, "
                "above 1 stronger).", 1.0, min=0.0, max=10.0, step=0.05),
             In("tile_size", "INT", "Decoder tile size in pixels: smaller tiles use less memory.",
-               core.DEFAULT_TILE_PX, min=core.MIN_TILE_PX, max=core.MAX_TILE_PX, step=64),
+               coding.DEFAULT_TILE_PX, min=coding.MIN_TILE_PX, max=coding.MAX_TILE_PX, step=64),
         ),
         (Out("IMAGE", "image", "The decoded images."),
          Out("MASK", "mask", "Transparency of images stored with alpha (1 = transparent), else zeros.")),
@@ -152,8 +157,8 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
         "Reads an .sdc file from the input or output folder as a SODEC bitstream (ComfyUI's Load Image can also "
         "open .sdc files directly, decoding them with the model the file names).",
         (In("sdc_file", "COMBO", ".sdc files in the input folder, then those in the output folder (marked "
-            "[output]: what SODEC Save wrote).", None, core.list_sdc_files),),
-        (Out(core.BITSTREAM_TYPE, "bitstream", "The file's bitstream."),
+            "[output]: what SODEC Save wrote).", None, files.list_sdc_files),),
+        (Out(coding.BITSTREAM_TYPE, "bitstream", "The file's bitstream."),
          Out("FLOAT", "bpp", "The file's bits per pixel.")),
         run_load,
     ),
@@ -163,7 +168,7 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
 def validate_load(sdc_file: str) -> bool | str:
     """True, or why SODECLoad cannot read the file (ComfyUI shows the message before running)."""
     try:
-        core.sdc_path(sdc_file)
+        files.sdc_path(sdc_file)
     except (OSError, ValueError) as e:
         return str(e)
     return True

@@ -1,10 +1,10 @@
 """The ComfyUI node pack through ComfyUI's node contract, on the CPU, without ComfyUI installed.
 
 The V1 classes are what ComfyUI calls on older versions and are generated from the same definitions as the
-V3 ones (schema.NODES), and both run the functions in comfyui_nodes.core; the real V3 path is covered by the
-opt-in end-to-end test (tests/test_comfyui_e2e.py). Where ComfyUI's modules matter (model management,
-progress bar, interruption) small stand-ins are put in sys.modules, the way ComfyUI has its modules loaded
-before node packs.
+V3 ones (schema.NODES), and both run the same functions (comfyui_nodes.model_loading, coding and files); the
+real V3 path is covered by the opt-in end-to-end test (tests/test_comfyui_e2e.py). Where ComfyUI's modules
+matter (model management, progress bar, interruption) small stand-ins are put in sys.modules, the way ComfyUI
+has its modules loaded before node packs.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 import comfyui_nodes
 import sodec_plugin
-from comfyui_nodes import core
+from comfyui_nodes import coding, model_loading, paths
 from sodec_plugin import codec
 from sodec_plugin.container import FormatError
 from sodec_plugin.hub import ModelNotFoundError, bundled_models
@@ -50,7 +50,7 @@ def call(node_id: str, **kwargs: Any) -> dict[str, Any]:
     return getattr(obj, obj.FUNCTION)(**kwargs)
 
 
-def load(model: Path | str, device: str = "cpu", dtype: str = "auto") -> core.SODECModelHandle:
+def load(model: Path | str, device: str = "cpu", dtype: str = "auto") -> model_loading.SODECModelHandle:
     out = call("SODECModelLoader", model_name=str(model), hub_repo_id="", revision="", device=device, dtype=dtype)
     return out["result"][0]
 
@@ -61,10 +61,10 @@ def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     d = {k: tmp_path / k for k in ("input", "output", "temp", "models")}
     for p in d.values():
         p.mkdir()
-    monkeypatch.setattr(core, "input_directory", lambda: d["input"])
-    monkeypatch.setattr(core, "output_directory", lambda: d["output"])
-    monkeypatch.setattr(core, "temp_directory", lambda: d["temp"])
-    monkeypatch.setattr(core, "model_roots", lambda: [d["models"]])
+    monkeypatch.setattr(paths, "input_directory", lambda: d["input"])
+    monkeypatch.setattr(paths, "output_directory", lambda: d["output"])
+    monkeypatch.setattr(paths, "temp_directory", lambda: d["temp"])
+    monkeypatch.setattr(paths, "model_roots", lambda: [d["models"]])
     return d
 
 
@@ -209,17 +209,17 @@ def test_mask_input_is_stored_as_alpha(tiny_fidelity: Path) -> None:
 
 def test_batch_of_mixed_sizes_is_refused(tiny_fidelity: Path) -> None:
     handle = load(tiny_fidelity)
-    a = core.encode_images(handle, comfy_image(kodak_crop(1, (0, 0, 64, 64))))
-    b = core.encode_images(handle, comfy_image(kodak_crop(1, (0, 0, 80, 64))))
+    a = coding.encode_images(handle, comfy_image(kodak_crop(1, (0, 0, 64, 64))))
+    b = coding.encode_images(handle, comfy_image(kodak_crop(1, (0, 0, 80, 64))))
     with pytest.raises(ValueError, match="share one size"):
-        core.decode_bitstream(handle, core.SODECBitstream(a.files + b.files), "fidelity")
+        coding.decode_bitstream(handle, coding.SODECBitstream(a.files + b.files), "fidelity")
 
 
 def test_other_model_is_refused(tiny_fidelity: Path, tmp_path: Path) -> None:
     other = load(save_tiny_model(tmp_path / "other", diffusion=False, seed=1))
-    bits = core.encode_images(load(tiny_fidelity), comfy_image(kodak_crop(1, (0, 0, 64, 64))))
+    bits = coding.encode_images(load(tiny_fidelity), comfy_image(kodak_crop(1, (0, 0, 64, 64))))
     with pytest.raises(codec.ModelMismatchError):
-        core.decode_bitstream(other, bits, "fidelity")
+        coding.decode_bitstream(other, bits, "fidelity")
 
 
 def test_save_writes_files_with_preview(tiny_fidelity: Path, dirs: dict[str, Path]) -> None:
@@ -246,7 +246,7 @@ def test_save_writes_files_with_preview(tiny_fidelity: Path, dirs: dict[str, Pat
 
 def test_load_from_input_folder(tiny_fidelity: Path, dirs: dict[str, Path]) -> None:
     handle = load(tiny_fidelity)
-    bits = core.encode_images(handle, comfy_image(kodak_crop(7, (0, 0, 64, 64))))
+    bits = coding.encode_images(handle, comfy_image(kodak_crop(7, (0, 0, 64, 64))))
     (dirs["input"] / "sub").mkdir()
     (dirs["input"] / "sub" / "a.sdc").write_bytes(bits.files[0])
     (dirs["input"] / "not-sdc.png").write_bytes(b"x")
@@ -268,7 +268,7 @@ def test_load_from_input_folder(tiny_fidelity: Path, dirs: dict[str, Path]) -> N
 
 def test_load_what_save_wrote(tiny_fidelity: Path, dirs: dict[str, Path]) -> None:
     handle = load(tiny_fidelity)
-    bits = core.encode_images(handle, comfy_image(kodak_crop(8, (0, 0, 64, 64))))
+    bits = coding.encode_images(handle, comfy_image(kodak_crop(8, (0, 0, 64, 64))))
     saved = call("SODECSave", bitstream=bits, filename_prefix="sodec/mine")["ui"]["sdc"][0]
     cls = comfyui_nodes.NODE_CLASS_MAPPINGS["SODECLoad"]
     choice = f"sodec/{saved['filename']} [output]"
@@ -289,8 +289,8 @@ def test_model_folder_listing_and_lone_weights_file(tiny_fidelity: Path, tiny_fu
     shutil.copy(tiny_full / "model.safetensors", models / "group" / "full" / "base" / "vit" / "model.safetensors")
     shutil.copy(tiny_fidelity / "model.safetensors", models / "lone.safetensors")
     (models / "other.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")  # not a SODEC model
-    assert core.model_choices()[0] == "default"
-    assert [c for c in core.model_choices() if c != "default" and c not in core.release_names()] == [
+    assert model_loading.model_choices()[0] == "default"
+    assert [c for c in model_loading.model_choices() if c != "default" and c not in model_loading.release_names()] == [
         "fid", "group/full", "lone.safetensors"]
     by_folder = load("fid")
     by_file = load("lone.safetensors")
@@ -299,12 +299,12 @@ def test_model_folder_listing_and_lone_weights_file(tiny_fidelity: Path, tiny_fu
     with pytest.raises(FileNotFoundError, match="refresh"):
         load("gone")
     with pytest.raises(ValueError, match="not a SODEC model"):
-        core.folder_for_weights_file(models / "other.safetensors", dirs["temp"])
+        model_loading.folder_for_weights_file(models / "other.safetensors", dirs["temp"])
 
 
 def test_hub_repo_id_takes_precedence() -> None:
-    assert core.resolve_model_source("default", "  org/name ") == "org/name"
-    assert core.resolve_model_source("default", "") is None
+    assert model_loading.resolve_model_source("default", "  org/name ") == "org/name"
+    assert model_loading.resolve_model_source("default", "") is None
 
 
 def test_default_model_message_when_not_bundled() -> None:
@@ -315,9 +315,9 @@ def test_default_model_message_when_not_bundled() -> None:
 
 
 def test_dtype_and_device_choices(tiny_fidelity: Path) -> None:
-    assert core.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert core.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    assert core.resolve_device("cpu") == torch.device("cpu")
+    assert model_loading.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert model_loading.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert model_loading.resolve_device("cpu") == torch.device("cpu")
     handle = load(tiny_fidelity, dtype="bf16")
     assert handle.model.dtype == torch.bfloat16 and "bfloat16" in handle.describe()
 
@@ -357,7 +357,7 @@ def fake_comfy(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
     monkeypatch.setitem(sys.modules, "comfy.model_patcher", types.SimpleNamespace(ModelPatcher=ModelPatcher))
     monkeypatch.setitem(sys.modules, "comfy.utils", types.SimpleNamespace(ProgressBar=ProgressBar))
-    monkeypatch.setattr(core, "_PATCHERS", {})
+    monkeypatch.setattr(model_loading, "_PATCHERS", {})
     return state
 
 
@@ -390,7 +390,7 @@ def test_progress_bar_and_interruption(tiny_fidelity: Path, fake_comfy: types.Si
 
 def test_hooks_stop_between_tiles(tiny_fidelity: Path) -> None:
     handle = load(tiny_fidelity)
-    bits = core.encode_images(handle, comfy_image(kodak_crop(8, (0, 0, 512, 448))))
+    bits = coding.encode_images(handle, comfy_image(kodak_crop(8, (0, 0, 512, 448))))
     seen: list[float] = []
 
     def interrupted() -> None:
@@ -398,8 +398,8 @@ def test_hooks_stop_between_tiles(tiny_fidelity: Path) -> None:
             raise Interrupted()
 
     with pytest.raises(Interrupted):
-        core.decode_bitstream(handle, bits, "fidelity", tile=256,
-                              hooks=core.RunHooks(1, progress=lambda d, n: seen.append(d), interrupted=interrupted))
+        coding.decode_bitstream(handle, bits, "fidelity", tile=256,
+                              hooks=coding.RunHooks(1, progress=lambda d, n: seen.append(d), interrupted=interrupted))
     assert len(seen) == 2 and 0 < seen[0] < seen[1] < 1  # stopped after two tiles of the first image
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .releases import ENTRIES
+
 # The latent geometry every SODEC model shares: y has one cell per 16 x 16 pixels (four stride-2
 # stages of E), z one per 64 x 64 (two more in H_a), so images are padded to multiples of 64.
 LATENT_CELL = 16
@@ -189,49 +191,18 @@ class SODECConfig:
 
 
 def builtin_configs() -> dict[str, SODECConfig]:
-    """Named configs: `sodec-lite` to `sodec-lite-11` (the fidelity-only models), `tiny` (tests),
-    `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
+    """Named configs: every release and candidate of releases.py (the fidelity-only models), `tiny`
+    (tests), `sodec-sd21` (the paper's model: HiFiC widths, SD 2.1 base, OpenCLIP ViT-H/14)."""
     tiny_diffusion = DiffusionConfig(
         base_model="sodec-test/tiny-sd", base_revision=None,
         side_channels=8, transform_channels=16, lora_rank=2, lora_alpha=2.0,
         vit_model="sodec-test/tiny-vit", vit_hidden_size=16, vit_image_size=32, guidance_tokens=6,
         guidance_dim=32, guidance_heads=2,
     )
-    # sodec-lite-2 onwards: rate points reaching down to ~0.02-0.03 bpp on Kodak.
-    lite_rates = (0.00005, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128)
-    # sodec-lite-5 onwards: the same network with a checkerboard context model.
-    lite_ctx = {"rate_lambdas": lite_rates, "context_model": "checkerboard", "context_channels": 64}
-    # sodec-lite-9 onwards: the same with residual blocks on the latent grid.
-    lite_blocks = {**lite_ctx, "analysis_blocks": 3, "synthesis_blocks": 3}
-    # sodec-lite-11 onwards: blocks on D_a's 1/8 grid too, and a hyper gain.
-    lite_gained = {**lite_blocks, "synthesis_blocks_1_8": 3, "hyper_gain": True}
+    # Every release and candidate, from its entry in the one table (releases.py).
+    models = {name: SODECConfig(name=name, **entry.network) for name, entry in ENTRIES.items()}
     return {
-        "sodec-lite": SODECConfig(name="sodec-lite"),
-        # Second release: the same network with rate points reaching down to ~0.03 bpp on Kodak.
-        "sodec-lite-2": SODECConfig(name="sodec-lite-2", rate_lambdas=lite_rates),
-        # Third release: sodec-lite-2's network and rate points, trained further.
-        "sodec-lite-3": SODECConfig(name="sodec-lite-3", rate_lambdas=lite_rates),
-        # Fourth release: sodec-lite-3 trained further on 256 px crops.
-        "sodec-lite-4": SODECConfig(name="sodec-lite-4", rate_lambdas=lite_rates),
-        # Fifth release: sodec-lite-4 with a checkerboard context model.
-        "sodec-lite-5": SODECConfig(name="sodec-lite-5", **lite_ctx),
-        # Sixth release: sodec-lite-5 trained further.
-        "sodec-lite-6": SODECConfig(name="sodec-lite-6", **lite_ctx),
-        # Seventh release: sodec-lite-6 trained further, on a GPU.
-        "sodec-lite-7": SODECConfig(name="sodec-lite-7", **lite_ctx),
-        # Eighth release: sodec-lite-7 trained further for MSE + MS-SSIM.
-        "sodec-lite-8": SODECConfig(name="sodec-lite-8", **lite_ctx),
-        # Ninth release: sodec-lite-8 with three residual blocks on the latent grid after E and
-        # before D_a, trained further for MSE + MS-SSIM.
-        "sodec-lite-9": SODECConfig(name="sodec-lite-9", **lite_blocks),
-        # Tenth release: sodec-lite-9 trained further with more weight on MS-SSIM.
-        "sodec-lite-10": SODECConfig(name="sodec-lite-10", **lite_blocks),
-        # Eleventh release (the default): sodec-lite-10 with three residual blocks on D_a's 1/8 grid
-        # and a hyper gain (both start as the identity), trained further.
-        "sodec-lite-11": SODECConfig(name="sodec-lite-11", **lite_gained),
-        # Candidate (in training, not a release until it passes docs/releasing.md): sodec-lite-11's
-        # network trained further on high-resolution photos too.
-        "sodec-lite-12": SODECConfig(name="sodec-lite-12", **lite_gained),
+        **models,
         "tiny": SODECConfig(
             name="tiny", analysis_channels=(8, 8, 8), latent_channels=8, hyper_channels=8,
             hyper_latent_channels=4, synthesis_channels=(8, 8, 8),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_NAME, WEIGHTS_NAME
-from .releases import BY_MODEL_ID, DEFAULT_MODEL, Release, download_command, release_for
+from .releases import BY_MODEL_ID, DEFAULT_MODEL, ENTRIES, Release, download_command, release_for
 
 __all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ModelNotFoundError", "bundled_models", "default_model_name",
            "fetch_release", "known_model_ids", "push_to_hub", "resolve_folder", "write_model_card"]
@@ -181,8 +181,12 @@ def write_model_card(folder: str | Path, model: Any, training: dict[str, Any]) -
     base = (f"- Base diffusion model: `{cfg.diffusion.base_model}` (revision {cfg.diffusion.base_revision or 'main'})"
             f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion
             else "- Decoder: fidelity decoder only (no diffusion path)")
-    # A bundled release is loaded by its name; any other folder by its path (or its Hub id once pushed).
-    ref = cfg.name if Path(folder).resolve().parent == WEIGHTS_DIR else str(folder)
+    # A release is loaded by its name (bundled or fetched from its Hub home); any other folder by its
+    # path (or its Hub id once pushed). A release's or candidate's note says what it is.
+    release = release_for(cfg.name)
+    ref = cfg.name if release is not None and release.digest == model.digest else str(folder)
+    entry = ENTRIES.get(cfg.name)
+    about = f"{entry.note}\n\n" if entry is not None and entry.note else ""
     listed = (f"\nThe {len(training['data_list'])} training files are listed in the weights' metadata "
               "(`training.data_list` in model.safetensors).\n" if training.get("data_list") else "")
     text = f"""---
@@ -195,7 +199,7 @@ license: other
 A SODEC learned image codec model ("Steering One-Step Diffusion Model with Fidelity-Rich Decoder for Fast
 Image Compression", Chen et al., AAAI 2026), made with the `sodec_plugin` package.
 
-- Weights sha256: `{model.digest}`
+{about}- Weights sha256: `{model.digest}`
 - Rate points (lambda): {list(cfg.rate_lambdas)}
 {base}
 
@@ -209,7 +213,7 @@ image = sodec_plugin.decompress(data, model=model)
 
 ## Training
 ```json
-{json.dumps({k: v for k, v in training.items() if k != "data_list"}, indent=2, default=str)}
+{json.dumps({k: v for k, v in training.items() if k != "data_list"}, indent=2, sort_keys=True, default=str)}
 ```
 {listed}"""
     Path(folder, "README.md").write_text(text)

@@ -208,3 +208,39 @@ def test_each_shipped_config_is_its_release_entry():
 
     for name, folder in local_weights().items():
         assert SODECConfig.from_dict(json.loads((folder / "config.json").read_text())) == builtin_configs()[name], name
+
+
+def test_each_shipped_model_card_is_derived_from_its_entry(tmp_path):
+    """A shipped README.md is what write_model_card makes from the release entry and the weights'
+    own training metadata: the note, the digest and the provenance cannot drift from the table."""
+    from safetensors import safe_open
+
+    from sodec_plugin.models.sodec import SODECModel
+
+    for name, folder in local_weights().items():
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            training = json.loads(f.metadata()["training"])
+        out = tmp_path / name
+        out.mkdir()
+        hub.write_model_card(out, SODECModel.from_folder(folder), training)
+        card = (folder / "README.md").read_text()
+        assert card == (out / "README.md").read_text(), f"{name}: run write_model_card on it (see releases.py)"
+        assert releases.BY_NAME[name].note in card
+
+
+def test_readme_lists_the_releases_from_their_entries():
+    """The README's list of models is generated from the notes (python -m sodec_plugin.releases)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert releases.with_release_list(readme) == readme, "run: python -m sodec_plugin.releases"
+    listed = re.findall(r"^- `(sodec-lite[-0-9]*)`", readme.split(releases.README_BEGIN)[1], re.M)
+    assert listed == [r.name for r in reversed(releases.RELEASES)]
+
+
+def test_every_entry_is_complete_and_candidates_have_no_hub_home():
+    for r in releases.RELEASES:
+        assert r.note and re.fullmatch(r"[0-9a-f]{64}", r.digest or ""), r.name
+        assert r.parent is None or releases.BY_NAME[r.parent].released, r.name
+    for c in releases.CANDIDATES:
+        assert c.name not in releases.BY_NAME and not c.released
+        with pytest.raises(ValueError, match="candidate"):
+            c.repo_id and c.revision  # noqa: B018

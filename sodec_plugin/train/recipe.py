@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..releases import ENTRIES
+
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 
 
@@ -89,67 +91,12 @@ class TrainRecipe:
 
 
 def builtin_recipes() -> dict[str, TrainRecipe]:
+    """Every release's and candidate's recipe (from its entry in releases.py), `tiny` (tests) and
+    `sodec-sd21` (the paper's model)."""
     tiny = TrainRecipe(checkpoint_every=2, log_every=1,
                        stage1=StageRecipe(steps=4, lr=1e-3, batch_size=2, crop=64),
                        stage2=StageRecipe(steps=4, lr=1e-3, batch_size=1, crop=64),
                        stage3=StageRecipe(steps=8, lr=1e-3, batch_size=1, crop=64),
                        rate_weights=(0.01, 10.0), gan_fraction=0.25)
-    def crops256(seed: int, steps: int) -> TrainRecipe:
-        """Continue a released model on 256 px crops (batch 2), lr 1e-4 dropped at 70%."""
-        return TrainRecipe(seed=seed, stage1=StageRecipe(steps=steps, lr=1e-4, lr_drops=(0.7,), batch_size=2, crop=256))
-
-    # sodec-lite-2 continues sodec-lite (`--init-from sodec_plugin/weights/sodec-lite`) at a lower lr.
-    lite2 = TrainRecipe(seed=2, stage1=StageRecipe(steps=14500, lr=1e-4, lr_drops=(0.7,)))
-    # sodec-lite-3 continues sodec-lite-2 (`--init-from sodec_plugin/weights/sodec-lite-2`): back to
-    # 1e-4 (the model is far from converged), then a second drop, on 256 px crops (batch 2, the same
-    # pixels per step). Measured against the same run on 128 px crops (batch 8, seed 3), both
-    # 12,500 steps from sodec-lite-2: BD-rate on Kodak -26.0% vs -12.2% against sodec-lite-2. At
-    # 128 px the hyper latent z is 2x2, so the hyperprior never sees the context of a real photo.
-    lite3 = crops256(4, 12500)
-    # sodec-lite-4 continues sodec-lite-3 (`--init-from sodec_plugin/weights/sodec-lite-3`) on 256 px crops
-    # for longer: BD-rate on Kodak -5.1% (PSNR) / -5.2% (MS-SSIM) against sodec-lite-3.
-    lite4 = crops256(5, 25000)
-    # sodec-lite-5 adds a checkerboard context model to sodec-lite-4 (`--init-from
-    # sodec_plugin/weights/sodec-lite-4`: it starts as sodec-lite-4 and learns the context), on 256 px
-    # crops: BD-rate on Kodak -12.4% (PSNR) / -10.0% (MS-SSIM) against sodec-lite-4.
-    lite5 = crops256(6, 30000)
-    # sodec-lite-6 continues sodec-lite-5 (`--init-from sodec_plugin/weights/sodec-lite-5`) on 256 px crops:
-    # BD-rate on Kodak -3.1% (PSNR) / -3.0% (MS-SSIM) against sodec-lite-5.
-    lite6 = crops256(7, 30000)
-    # sodec-lite-7 continues sodec-lite-6 (`--init-from sodec_plugin/weights/sodec-lite-6`) on a GPU:
-    # batch 16 (8x the crops per step), on the 500 BSDS500 photos of the training folder (the subset
-    # that fits a GPU machine's upload), 36,000 steps (23 min on one H100). BD-rate on Kodak -5.9%
-    # (PSNR) / -3.6% (MS-SSIM) against sodec-lite-6.
-    lite7 = TrainRecipe(seed=9, stage1=StageRecipe(steps=36000, lr=1e-4, lr_drops=(0.7,), batch_size=16, crop=256))
-    # sodec-lite-8 continues sodec-lite-7 (`--init-from sodec_plugin/weights/sodec-lite-7`) with MS-SSIM
-    # in the distortion (ms_ssim_weight 0.01), on all of the training folder. BD-rate on Kodak -11.8%
-    # (MS-SSIM) / -0.6% (PSNR) against sodec-lite-7.
-    lite8 = dataclasses.replace(crops256(10, 8000), ms_ssim_weight=0.01)
-    # sodec-lite-9 is sodec-lite-8 (`--init-from sodec_plugin/weights/sodec-lite-8`) with residual blocks
-    # on the latent grid (they start as the identity) and ms_ssim_weight 0.015, on all of the training
-    # folder. BD-rate on Kodak -5.4% (MS-SSIM) / -0.0% (PSNR) against sodec-lite-8. Tried before on
-    # sodec-lite-8's network, ms_ssim_weight 0.025 alone (probe at step 5,250 of 20,000, lr still 1e-4):
-    # -5.1% (MS-SSIM) but +8.7% (PSNR) against sodec-lite-8.
-    lite9 = dataclasses.replace(crops256(12, 15000), ms_ssim_weight=0.015)
-    # sodec-lite-10 is sodec-lite-9 continued (`--init-from sodec_plugin/weights/sodec-lite-9`) with
-    # ms_ssim_weight 0.02, for the AVIF MS-SSIM target, on all of the training folder. BD-rate on Kodak
-    # -3.5% (MS-SSIM) / -0.0% (PSNR) against sodec-lite-9; against AVIF -9.5% (MS-SSIM) / +8.5% (PSNR).
-    lite10 = dataclasses.replace(crops256(13, 15000), ms_ssim_weight=0.02)
-    # sodec-lite-11 is sodec-lite-10 (`--init-from sodec_plugin/weights/sodec-lite-10`) with three blocks
-    # on D_a's 1/8 grid and a hyper gain, same loss, 10,000 steps (1.9 it/s on 2 cores: 1 h 27 min).
-    # BD-rate on Kodak -1.2% (MS-SSIM) / -0.6% (PSNR) against sodec-lite-10; against AVIF -10.5%
-    # (MS-SSIM) / +8.0% (PSNR).
-    lite11 = dataclasses.replace(crops256(14, 10000), ms_ssim_weight=0.02)
-    # sodec-lite-12 (candidate) continues sodec-lite-11 (`--init-from sodec_plugin/weights/sodec-lite-11`)
-    # on the training folder plus the high-resolution photos of docs/data.md, each crop at a random
-    # scale down to 0.35 of the photo (stored at <= 2560 px, loaded at 0.75 of that). 8,000 steps, lr
-    # dropped at 60%: what one CPU session (one torch thread, 1.7 it/s alone) can finish. The earlier
-    # 12,000-step schedule never reached its drop: its probe at step 4,750 (lr 1e-4) was +2.1% (PSNR) / +1.5%
-    # (MS-SSIM) BD-rate on Kodak and -1.5% / -2.8% on 10 CLIC images against sodec-lite-11.
-    lite12 = TrainRecipe(seed=15, ms_ssim_weight=0.02, random_downscale=0.35,
-                         stage1=StageRecipe(steps=8000, lr=1e-4, lr_drops=(0.6,), batch_size=2, crop=256))
-    return {"sodec-lite": TrainRecipe(), "sodec-lite-2": lite2, "sodec-lite-3": lite3, "sodec-lite-4": lite4,
-            "sodec-lite-5": lite5, "sodec-lite-6": lite6, "sodec-lite-7": lite7, "sodec-lite-8": lite8,
-            "sodec-lite-9": lite9, "sodec-lite-10": lite10, "sodec-lite-11": lite11, "sodec-lite-12": lite12,
-            "tiny": tiny,
-            "sodec-sd21": TrainRecipe(mixed_precision="bf16")}
+    models = {name: TrainRecipe.from_dict(entry.recipe) for name, entry in ENTRIES.items()}
+    return {**models, "tiny": tiny, "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

@@ -26,6 +26,17 @@ class WeightsError(ValueError):
     """Weights that do not match their config (digest, keys or shapes)."""
 
 
+# State-dict keys of the diffusion path start with this; its base weights are not ours to save.
+DIFFUSION_PREFIX = "diffusion."
+
+
+def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(the tensors of everything but the diffusion path, the diffusion path's under its own keys)."""
+    own = {k: v for k, v in state.items() if not k.startswith(DIFFUSION_PREFIX)}
+    diffusion = {k[len(DIFFUSION_PREFIX):]: v for k, v in state.items() if k.startswith(DIFFUSION_PREFIX)}
+    return own, diffusion
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -58,9 +69,9 @@ class SODECModel(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor that belongs in model.safetensors (frozen base weights excluded)."""
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("diffusion.")}
+        state, _ = split_state(self.state_dict())
         if self.diffusion is not None:
-            state.update({f"diffusion.{k}": v for k, v in self.diffusion.trainable_state_dict().items()})
+            state.update({DIFFUSION_PREFIX + k: v for k, v in self.diffusion.trainable_state_dict().items()})
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save_pretrained(self, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -129,14 +140,13 @@ class SODECModel(nn.Module):
         with safe_open(str(weights), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
         model = cls(cfg)
-        own = {k: v for k, v in state.items() if not k.startswith("diffusion.")}
+        own, lora = split_state(state)
         missing, unexpected = model.load_state_dict(own, strict=False)
-        missing = [k for k in missing if not k.startswith("diffusion.")]
+        missing = [k for k in missing if not k.startswith(DIFFUSION_PREFIX)]
         if missing or unexpected:
             raise WeightsError(f"weights do not match config {cfg.name!r}: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}")
         if model.diffusion is not None:
-            lora = {k[len("diffusion."):]: v for k, v in state.items() if k.startswith("diffusion.")}
             model.diffusion.load_pretrained(lora, fuse=fuse_lora, **(base_kwargs or {}))
         model.digest = digest
         model.eval().requires_grad_(False)

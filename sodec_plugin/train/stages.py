@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..eval.metrics import MS_SSIM_MIN_SIDE
+from ..models.sodec import DIFFUSION_PREFIX
 from .losses import Distortion, PatchDiscriminator
 
 if TYPE_CHECKING:  # annotations only
@@ -38,7 +39,7 @@ class Stage1:
         self.t = t
         comp = t.model.compression
         params = [p for n, p in t.model.named_parameters()
-                  if not n.endswith("quantiles") and not n.startswith("diffusion.")]
+                  if not n.endswith("quantiles") and not n.startswith(DIFFUSION_PREFIX)]
         self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
                            torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
         self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)

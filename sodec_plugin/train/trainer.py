@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..config import BLOCK_FIELDS, SODECConfig, resolve_config
-from ..models.sodec import SODECModel
+from ..models.sodec import DIFFUSION_PREFIX, SODECModel, split_state
 from .data import CropDataset
 from .recipe import TrainRecipe, builtin_recipes
 from .stages import STAGES, StepResult
@@ -88,11 +88,10 @@ class Trainer:
         if not p.exists():
             return False
         state = torch.load(p, map_location="cpu", weights_only=True)
-        self.model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("diffusion.")},
-                                   strict=False)
+        own, diffusion = split_state(state["model"])
+        self.model.load_state_dict(own, strict=False)
         if self.model.diffusion is not None:
-            self.model.diffusion.load_trainable(
-                {k[len("diffusion."):]: v for k, v in state["model"].items() if k.startswith("diffusion.")})
+            self.model.diffusion.load_trainable(diffusion)
         self.model.to(self.device)
         for o, s in zip(self.stages.optimizers, state["optimizers"], strict=True):
             o.load_state_dict(s)
@@ -218,7 +217,7 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     and decodes exactly what `src` did. Anything else is refused, since weights of another shape
     cannot start a run."""
     keep: dict[str, object] = {}
-    fresh_prefixes = ["diffusion."]
+    fresh_prefixes = [DIFFUSION_PREFIX]
     if cfg.hyper_gain and not src.cfg.hyper_gain:  # gains of 1: z is coded as before
         keep["hyper_gain"] = False
         fresh_prefixes.append("compression.z_gain")
@@ -238,7 +237,7 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)
-    state = {k: v for k, v in src.state_dict().items() if not k.startswith("diffusion.")}
+    state, _ = split_state(src.state_dict())
     comp = "compression."
     for key in ("gain", "inverse_gain", "z_gain"):
         if comp + key in state:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_NAME, WEIGHTS_NAME
-from .releases import BY_MODEL_ID, DEFAULT_MODEL, ENTRIES, Release, download_command, release_for
+from .releases import BY_MODEL_ID, DEFAULT_MODEL, Release, download_command, release_for
 
 __all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ModelNotFoundError", "bundled_models", "default_model_name",
-           "fetch_release", "known_model_ids", "push_to_hub", "resolve_folder", "write_model_card"]
+           "fetch_release", "known_model_ids", "push_to_hub", "resolve_folder"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Files the Hub repo of a model holds; nothing else is fetched or published.
@@ -173,47 +173,3 @@ def push_to_hub(folder: str | Path, repo_id: str | None = None, *, private: bool
         api.create_tag(repo_id, tag=tag, revision=commit, tag_message=f"{release.identity if release else tag}",
                        exist_ok=True)
     return str(getattr(info, "commit_url", info))
-
-
-def write_model_card(folder: str | Path, model: Any, training: dict[str, Any]) -> None:
-    """README.md with the Hub's YAML header, what the model is, and how it was trained."""
-    cfg = model.cfg
-    base = (f"- Base diffusion model: `{cfg.diffusion.base_model}` (revision {cfg.diffusion.base_revision or 'main'})"
-            f"\n- ViT: `{cfg.diffusion.vit_model}`" if cfg.diffusion
-            else "- Decoder: fidelity decoder only (no diffusion path)")
-    # A release is loaded by its name (bundled or fetched from its Hub home); any other folder by its
-    # path (or its Hub id once pushed). A release's or candidate's note says what it is.
-    release = release_for(cfg.name)
-    ref = cfg.name if release is not None and release.digest == model.digest else str(folder)
-    entry = ENTRIES.get(cfg.name)
-    about = f"{entry.note}\n\n" if entry is not None and entry.note else ""
-    listed = (f"\nThe {len(training['data_list'])} training files are listed in the weights' metadata "
-              "(`training.data_list` in model.safetensors).\n" if training.get("data_list") else "")
-    text = f"""---
-library_name: sodec
-tags: [image-compression, sodec, learned-codec]
-license: other
----
-# {cfg.name}
-
-A SODEC learned image codec model ("Steering One-Step Diffusion Model with Fidelity-Rich Decoder for Fast
-Image Compression", Chen et al., AAAI 2026), made with the `sodec_plugin` package.
-
-{about}- Weights sha256: `{model.digest}`
-- Rate points (lambda): {list(cfg.rate_lambdas)}
-{base}
-
-## Use
-```python
-import sodec_plugin
-model = sodec_plugin.load_model("{ref}")
-data = sodec_plugin.compress("photo.png", model=model, quality=50)
-image = sodec_plugin.decompress(data, model=model)
-```
-
-## Training
-```json
-{json.dumps({k: v for k, v in training.items() if k != "data_list"}, indent=2, sort_keys=True, default=str)}
-```
-{listed}"""
-    Path(folder, "README.md").write_text(text)

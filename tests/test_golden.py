@@ -215,6 +215,7 @@ def test_each_shipped_model_card_is_derived_from_its_entry(tmp_path):
     own training metadata: the note, the digest and the provenance cannot drift from the table."""
     from safetensors import safe_open
 
+    from sodec_plugin.model_card import write_model_card
     from sodec_plugin.models.sodec import SODECModel
 
     for name, folder in local_weights().items():
@@ -222,7 +223,7 @@ def test_each_shipped_model_card_is_derived_from_its_entry(tmp_path):
             training = json.loads(f.metadata()["training"])
         out = tmp_path / name
         out.mkdir()
-        hub.write_model_card(out, SODECModel.from_folder(folder), training)
+        write_model_card(out, SODECModel.from_folder(folder), training)
         card = (folder / "README.md").read_text()
         assert card == (out / "README.md").read_text(), f"{name}: run write_model_card on it (see releases.py)"
         assert releases.BY_NAME[name].note in card

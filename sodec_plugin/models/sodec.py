@@ -97,7 +97,8 @@ class SODECModel(nn.Module):
         """save_pretrained() to a temporary folder and publish it (config, weights, model card)."""
         import tempfile
 
-        from ..hub import push_to_hub, write_model_card
+        from ..hub import push_to_hub
+        from ..model_card import write_model_card
 
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, metadata=metadata)

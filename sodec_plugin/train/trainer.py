@@ -187,7 +187,7 @@ class Trainer:
                              "data_list": [str(f.relative_to(self.data.root)) for f in self.data.files],
                              "git_commit": git_commit(), "recipe": self.recipe.to_dict()}}
         self.model.save_pretrained(folder, metadata=meta)
-        from ..hub import write_model_card
+        from ..model_card import write_model_card
 
         write_model_card(folder, self.model, meta["training"])
         return folder

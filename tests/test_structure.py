@@ -16,17 +16,12 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path, name: str) -> set[str]:
-    """Project modules imported anywhere in a file (top level, functions, TYPE_CHECKING blocks excluded)."""
+    """Project modules imported anywhere in a file: top level, functions and TYPE_CHECKING blocks (an
+    annotation that needs the other module back is a cycle of understanding too)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    skip: set[int] = set()
-    for node in ast.walk(tree):  # `if TYPE_CHECKING:` blocks are annotations, never executed
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            skip.update(id(n) for n in ast.walk(node))
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -13,17 +13,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..config import PAD_MULTIPLE
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
-
-if TYPE_CHECKING:
-    from .compression import CompressionModule
 
 TABLE_BUFFERS = ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median")
 
@@ -39,9 +36,10 @@ class Latents:
 
 
 class LatentCodec:
-    """Latents <-> symbols for one `CompressionModule` (its `.codec`)."""
+    """Latents <-> symbols for one `CompressionModule` (its `.codec`; typed as nn.Module so that this
+    module never imports the networks' module back)."""
 
-    def __init__(self, module: CompressionModule) -> None:
+    def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.cfg = module.cfg
         self._tables: tuple[CodingTable, CodingTable] | None = None

@@ -1,23 +1,36 @@
 """The three stages of the rate-annealing recipe, side by side behind one small interface: a stage
-is built from the Trainer, holds `optimizers` (the first gets the schedule's learning rate) and
-does one `step(x, step) -> StepResult`. Stage 1 trains the compression module and the fidelity
-decoder; stages 2 and 3 the diffusion path. The Trainer imports this module, never the reverse.
+is built from a `TrainingRun` (what it needs of the Trainer: the model, configs, device and one
+optimizer update), holds `optimizers` (the first gets the schedule's learning rate) and does one
+`step(x, step) -> StepResult`. Stage 1 trains the compression module and the fidelity decoder;
+stages 2 and 3 the diffusion path. The Trainer imports this module, never the reverse.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+from ..config import SODECConfig
 from ..eval.metrics import MS_SSIM_MIN_SIDE
-from ..models.sodec import DIFFUSION_PREFIX
+from ..models.sodec import DIFFUSION_PREFIX, SODECModel
 from .losses import Distortion, PatchDiscriminator
+from .recipe import StageRecipe, TrainRecipe
 
-if TYPE_CHECKING:  # annotations only
-    from .trainer import Trainer
+
+class TrainingRun(Protocol):
+    """All a stage may use of the run that owns it (the Trainer is one)."""
+
+    model: SODECModel
+    cfg: SODECConfig
+    recipe: TrainRecipe
+    sr: StageRecipe  # this stage's part of the recipe
+    device: torch.device
+
+    def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, clip: float | None = None) -> None:
+        """One optimizer step on `loss` (loss scaling, gradients averaged over processes, clipping)."""
 
 
 @dataclass
@@ -35,7 +48,7 @@ class Stage1:
     """Compression module + fidelity decoder at every rate point: lambda_r*255^2*d + bpp, with
     d = MSE (+ ms_ssim_weight * (1 - MS-SSIM) where the recipe asks for it)."""
 
-    def __init__(self, t: Trainer) -> None:
+    def __init__(self, t: TrainingRun) -> None:
         self.t = t
         comp = t.model.compression
         params = [p for n, p in t.model.named_parameters()
@@ -71,7 +84,7 @@ class Stage1:
         return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
 
 
-def _prepare_diffusion(t: Trainer) -> None:
+def _prepare_diffusion(t: TrainingRun) -> None:
     m = t.model
     if m.diffusion is None:
         raise ValueError(f"config {t.cfg.name!r} has no diffusion path: stages 2 and 3 need one")
@@ -91,13 +104,13 @@ def _prepare_diffusion(t: Trainer) -> None:
             p.requires_grad_(True)
 
 
-def _autocast(t: Trainer) -> torch.autocast:
+def _autocast(t: TrainingRun) -> torch.autocast:
     mp = t.recipe.mixed_precision
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mp)
     return torch.autocast(t.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def _diffusion_params(t: Trainer) -> list[torch.nn.Parameter]:
+def _diffusion_params(t: TrainingRun) -> list[torch.nn.Parameter]:
     d = t.model.diffusion
     params = [p for p in d.parameters()] + [p for p in d.unet.parameters() if p.requires_grad]
     return params + list(t.model.fidelity_decoder.parameters())
@@ -111,7 +124,7 @@ def _sum_bpp(out: dict[str, torch.Tensor], pixels: int) -> torch.Tensor:
 class Stage2:
     """Compression module frozen; LoRA, H_s, T_s, D_a, F_p trained with the distortion only."""
 
-    def __init__(self, t: Trainer) -> None:
+    def __init__(self, t: TrainingRun) -> None:
         self.t = t
         _prepare_diffusion(t)
         t.model.compression.requires_grad_(False)
@@ -135,7 +148,7 @@ class Stage3:
     """End to end: d(x, x_hat) + w_rate * bpp + alpha * MSE(x, x_f), w_rate annealed upwards
     through `rate_weights`, then a GAN loss in the last `gan_fraction` of the steps."""
 
-    def __init__(self, t: Trainer) -> None:
+    def __init__(self, t: TrainingRun) -> None:
         self.t = t
         _prepare_diffusion(t)
         self.distortion = Distortion(t.recipe.k_mse, t.recipe.k_lpips).to(t.device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import PAD_MULTIPLE
+from ..config import PAD_MULTIPLE, SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 
@@ -41,8 +41,11 @@ class LatentCodec:
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
-        self.cfg = module.cfg
         self._tables: tuple[CodingTable, CodingTable] | None = None
+
+    @property
+    def cfg(self) -> SODECConfig:
+        return self.module.cfg
 
     # ---- coding tables ----------------------------------------------------------------------
     @torch.no_grad()

@@ -57,7 +57,8 @@ BITSTREAM_IN = In("bitstream", coding.BITSTREAM_TYPE, "SODEC bitstreams: one .sd
 
 def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", device: str = "auto",
                dtype: str = "auto") -> tuple[tuple[Any, ...], dict[str, Any]]:
-    handle = model_loading.load_model_handle(model_name, hub_repo_id, revision, device, dtype)
+    handle = model_loading.load_model_handle(model_name, hub_repo_id=hub_repo_id, revision=revision, device=device,
+                                             dtype=dtype)
     return (handle,), {"text": [handle.describe()]}
 
 
@@ -70,7 +71,8 @@ def run_encode(image: Any, sodec_model: model_loading.SODECModelHandle, quality:
 def run_decode(bitstream: coding.SODECBitstream, sodec_model: model_loading.SODECModelHandle,
                decode_path: str = "diffusion", guidance: float = 1.0,
                tile_size: int = coding.DEFAULT_TILE_PX) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    images, masks, notes = coding.decode_bitstream(sodec_model, bitstream, decode_path, float(guidance), int(tile_size))
+    images, masks, notes = coding.decode_bitstream(sodec_model, bitstream, decode_path=decode_path,
+                                                   guidance=float(guidance), tile=int(tile_size))
     return (images, masks), {"text": notes}
 
 

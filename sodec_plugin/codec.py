@@ -157,8 +157,9 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
             chunks[kind] = value.encode() if isinstance(value, str) else bytes(value)
     if m.digest[:8] not in known_model_ids():
         chunks[Chunk.MODEL_NAME] = m.identity.encode()
-    return container.pack(SDCFile(pil.width, pil.height, pil.mode, bytes.fromhex(m.digest[:8]), position,
-                                  z_stream, y_stream, chunks))
+    return container.pack(SDCFile(width=pil.width, height=pil.height, mode=pil.mode,
+                                  model_id=bytes.fromhex(m.digest[:8]), rate_position=position,
+                                  z_stream=z_stream, y_stream=y_stream, chunks=chunks))
 
 
 # ---- decompress -------------------------------------------------------------------------------
@@ -286,9 +287,10 @@ def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any
     if mode not in DECODE_MODES:
         raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
     check_pixels(f.width, f.height, warn=warn_size)
-    m = model_for_file(f, model, device, dtype)
+    m = model_for_file(f, model=model, device=device, dtype=dtype)
     y_hat, z_hat = decode_latents(f, m)
-    im = to_output_image(decode_image(m, y_hat, z_hat, mode, guidance, tile, draft, progress), f)
+    x = decode_image(m, y_hat, z_hat, mode=mode, guidance=guidance, tile=tile, draft=draft, progress=progress)
+    im = to_output_image(x, f)
     for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
         if f.chunk(kind) is not None:
             im.info[Chunk.NAMES[kind]] = f.chunk(kind)

@@ -24,7 +24,7 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -183,7 +183,8 @@ def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: fl
         key = (codec, q)
         if key not in cache:
             nbytes, arr, enc_s, dec_s = encode_decode(codec, image, q)
-            cache[key] = RateMatch(codec, q, nbytes, bpp_of(nbytes, image), arr, enc_s, dec_s)
+            cache[key] = RateMatch(codec, q, nbytes=nbytes, bpp=bpp_of(nbytes, image), decoded=arr,
+                                   enc_seconds=enc_s, dec_seconds=dec_s)
             tries += 1
 
     def seen() -> list[RateMatch]:
@@ -222,5 +223,4 @@ def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: fl
         trial(q)
     best = closest()
     assert best is not None
-    return RateMatch(best.codec, best.quality, best.nbytes, best.bpp, best.decoded, best.enc_seconds,
-                     best.dec_seconds, target_bpp=float(target_bpp), tries=tries)
+    return replace(best, target_bpp=float(target_bpp), tries=tries)

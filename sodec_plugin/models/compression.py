@@ -97,14 +97,14 @@ class CompressionModule(nn.Module):
         m = cfg.latent_channels
         self.analysis = Analysis(cfg.analysis_channels, m, cfg.analysis_blocks)
         self.hyper_analysis = HyperAnalysis(m, cfg.hyper_channels, cfg.hyper_latent_channels)
-        self.prior = PriorSynthesis(cfg.hyper_latent_channels, cfg.hyper_channels, m,
-                                    cfg.prior_weight_bits, cfg.prior_activation_bits, cfg.prior_output_bits)
+        fixed_point = {"weight_bits": cfg.prior_weight_bits, "activation_bits": cfg.prior_activation_bits,
+                       "output_bits": cfg.prior_output_bits}
+        self.prior = PriorSynthesis(cfg.hyper_latent_channels, hidden=cfg.hyper_channels, y_channels=m, **fixed_point)
         if cfg.context_model not in CONTEXT_MODELS:
             raise ValueError(f"unknown context_model {cfg.context_model!r}; one of {CONTEXT_MODELS}")
         self.context = None
         if cfg.context_model == "checkerboard":
-            self.context = CheckerboardContext(m, cfg.context_channels, cfg.prior_weight_bits,
-                                               cfg.prior_activation_bits, cfg.prior_output_bits)
+            self.context = CheckerboardContext(m, context_channels=cfg.context_channels, **fixed_point)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
         self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
         lam = torch.tensor(cfg.rate_lambdas, dtype=torch.float32)

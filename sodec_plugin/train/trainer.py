@@ -54,7 +54,8 @@ class Trainer:
         self.rank = self.accelerator.process_index if self.accelerator is not None else 0
         self.world = self.accelerator.num_processes if self.accelerator is not None else 1
         self.sr = recipe.stage(stage)
-        self.data = CropDataset(data_dir, self.sr.crop, recipe.downscale, recipe.random_downscale)
+        self.data = CropDataset(data_dir, crop=self.sr.crop, downscale=recipe.downscale,
+                                random_downscale=recipe.random_downscale)
         self.data_dir = Path(data_dir)
         torch.manual_seed(recipe.seed)  # the initial weights are part of what resume reproduces
         if init_from is not None:
@@ -290,7 +291,7 @@ def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | Non
     if stage > 1 and init_from is None:
         prev = Path(out) / f"model-stage{stage - 1}"
         init_from = str(prev) if prev.exists() else None
-    t = Trainer(cfg, rec, data, out, stage, device=device, init_from=init_from)
+    t = Trainer(cfg, rec, data_dir=data, out_dir=out, stage=stage, device=device, init_from=init_from)
     if resume:
         t.resume()
     if t.rank == 0:

@@ -142,12 +142,13 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
-    x = encoder_input(pil, comp.codec.pad_multiple())
+    lc = comp.codec  # the coding side
+    x = encoder_input(pil, lc.pad_multiple())
     with torch.inference_mode():
         lat = comp.encode(x, position)
-    z_tab, y_tab = comp.codec.tables()
-    z_stream = entropy.encode(lat.z_symbols, comp.codec.z_indexes((1, *lat.z_symbols.shape)), z_tab)
-    y_stream = entropy.encode(comp.codec.scan(lat.y_symbols), comp.codec.scan(lat.y_indexes), y_tab)
+    z_tab, y_tab = lc.tables()
+    z_stream = entropy.encode(lat.z_symbols, lc.z_indexes((1, *lat.z_symbols.shape)), z_tab)
+    y_stream = entropy.encode(lc.scan(lat.y_symbols), lc.scan(lat.y_indexes), y_tab)
     chunks: dict[int, bytes] = {}
     if pil.mode in ("RGBA", "LA"):
         chunks[Chunk.ALPHA] = _alpha_png(pil.getchannel("A"))
@@ -185,19 +186,19 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
     """Entropy-decode the streams to (y_hat, z_hat) on the CPU, both as the decoders read them
     (z_hat divided by the hyper gain where the model has one); every size is checked first."""
 
-    comp = m.compression
-    pm = comp.codec.pad_multiple()
-    z_shape = comp.codec.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
-    z_tab, _ = comp.codec.tables()
-    zi = comp.codec.z_indexes(z_shape)
+    lc = m.compression.codec
+    pm = lc.pad_multiple()
+    z_shape = lc.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    z_tab, _ = lc.tables()
+    zi = lc.z_indexes(z_shape)
     try:
         z_sym = entropy.decode(f.z_stream, zi, z_tab).reshape(z_shape[1:])
-        z_hat = comp.codec.z_hat_from_symbols(z_sym)
-        y_sym, means = comp.codec.decode_y(f.y_stream, z_hat, f.rate_position)
+        z_hat = lc.z_hat_from_symbols(z_sym)
+        y_sym, means = lc.decode_y(f.y_stream, z_hat, f.rate_position)
     except entropy.EntropyError as e:
         raise FormatError(f"corrupt .sdc streams: {e}") from e
-    y_hat = comp.codec.y_hat_from_symbols(y_sym, means, f.rate_position)
-    return y_hat, comp.codec.z_dequantized(z_hat, f.rate_position).float()
+    y_hat = lc.y_hat_from_symbols(y_sym, means, f.rate_position)
+    return y_hat, lc.z_dequantized(z_hat, f.rate_position).float()
 
 
 def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,

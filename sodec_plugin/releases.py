@@ -18,7 +18,6 @@ docs/releasing.md; a release's name, digest, network and recipe are never edited
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +245,8 @@ def download_command(release: Release) -> str:
 
 def markdown_list() -> str:
     """The README's list of released models, newest first, derived from the notes."""
+    import textwrap  # maintainers only: releases.py is read at header time
+
     items = []
     for r in reversed(RELEASES):
         role = ", the default" if r.name == DEFAULT_MODEL else (", the first release" if r is RELEASES[0] else "")

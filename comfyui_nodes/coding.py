@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sodec_plugin.config import LATENT_CELL
-from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY
+from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY
 
 from . import model_loading, paths
 
@@ -104,9 +104,10 @@ def _alpha_from_mask(mask: Any, n: int, height: int, width: int) -> Any:
 
 
 def encode_images(handle: model_loading.SODECModelHandle, images: Any, quality: int = DEFAULT_QUALITY,
-                  hooks: RunHooks | None = None, mask: Any = None) -> SODECBitstream:
+                  hooks: RunHooks | None = None, mask: Any = None, effort: int = DEFAULT_EFFORT) -> SODECBitstream:
     """SODECEncode: IMAGE (B, H, W, C float in [0, 1]) to one .sdc file per batch item; an optional
-    MASK becomes the stored alpha (kept exactly, as 8-bit)."""
+    MASK becomes the stored alpha (kept exactly, as 8-bit). With effort, the progress bar (and
+    cancelling) follows the encoder's search steps."""
     import sodec_plugin
 
     if getattr(images, "ndim", 0) != 4:
@@ -122,7 +123,12 @@ def encode_images(handle: model_loading.SODECModelHandle, images: Any, quality: 
         item = images[i].detach().float().cpu()
         if alpha is not None:
             item = _with_alpha(item, alpha[i])
-        files.append(sodec_plugin.compress(item.numpy(), model=model, quality=quality))
+        def step_done(done: int, total: int, i: int = i) -> None:
+            hooks.check()
+            hooks.progress(i + done / total)
+
+        files.append(sodec_plugin.compress(item.numpy(), model=model, quality=quality, effort=effort,
+                                           progress=step_done))
         hooks.progress(i + 1)
     return SODECBitstream(files, [f"item {i}" for i in range(n)], images)
 

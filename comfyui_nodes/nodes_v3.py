@@ -7,7 +7,7 @@ from typing import Any
 
 from comfy_api.latest import ComfyExtension, io
 
-from sodec_plugin.rates import DEFAULT_QUALITY
+from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY
 
 from . import coding, files, model_loading, schema
 
@@ -71,8 +71,8 @@ class SODECEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: Any, sodec_model: Any, quality: int = DEFAULT_QUALITY,
-                mask: Any = None) -> io.NodeOutput:
-        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask)
+                mask: Any = None, effort: int = DEFAULT_EFFORT) -> io.NodeOutput:
+        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask, effort=effort)
 
 
 class SODECDecode(io.ComfyNode):

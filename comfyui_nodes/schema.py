@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sodec_plugin.rates import DEFAULT_QUALITY
+from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT
 
 from . import coding, files, model_loading
 
@@ -63,8 +63,8 @@ def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", devic
 
 
 def run_encode(image: Any, sodec_model: model_loading.SODECModelHandle, quality: int = DEFAULT_QUALITY,
-               mask: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    bits = coding.encode_images(sodec_model, image, int(quality), mask=mask)
+               mask: Any = None, effort: int = DEFAULT_EFFORT) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    bits = coding.encode_images(sodec_model, image, int(quality), mask=mask, effort=int(effort))
     return (bits, bits.mean_bpp()), {"text": bits.summary()}
 
 
@@ -116,6 +116,9 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
                DEFAULT_QUALITY, min=1, max=100, step=1),
             In("mask", "MASK", "Optional transparency (1 = transparent, as Load Image gives it): stored exactly "
                "as the image's alpha; SODEC Decode gives it back as its MASK.", optional=True),
+            In("effort", "INT", "Encoder search: 0 is fastest; 1 to 9 search longer for latents that code smaller "
+               "at the same quality (slower encoding, the same decoder and files).", DEFAULT_EFFORT, min=0,
+               max=MAX_EFFORT, step=1, optional=True),
         ),
         (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
          Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),

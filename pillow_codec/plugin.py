@@ -38,7 +38,14 @@ from PIL import Image, ImageFile
 
 from sodec_plugin import container
 from sodec_plugin.container import Chunk, FormatError, SDCFile, TruncatedError
-from sodec_plugin.rates import DECODE_MODES, DEFAULT_QUALITY, check_quality, position_to_quality
+from sodec_plugin.rates import (
+    DECODE_MODES,
+    DEFAULT_EFFORT,
+    DEFAULT_QUALITY,
+    check_effort,
+    check_quality,
+    position_to_quality,
+)
 
 FORMAT = "SODEC"
 EXTENSION = container.EXTENSION
@@ -54,6 +61,7 @@ OPTIONS = {
     "device": "torch device for the model ('cpu', 'cuda', 'auto')",
     "dtype": "model dtype for decoding ('fp32', 'fp16', 'bf16' or a torch.dtype)",
     "quality": "default save quality, 1..100",
+    "effort": "default save effort, 0..9 (0: fastest; higher: smaller files, slower saves, same decoder)",
     "decode_mode": "engine decode path for load(): 'auto', 'diffusion' or 'fidelity'",
     "guidance": "fidelity guidance strength for the diffusion path (engine default 1.0)",
     "tile": "decoder tile size in latent cells for large images (engine default)",
@@ -73,7 +81,7 @@ def options() -> dict[str, Any]:
 def register_sodec_opener(**defaults: Any) -> None:
     """Register the SODEC format with Pillow and update the plugin defaults.
 
-    Known keys are those in OPTIONS (model, device, dtype, quality, decode_mode, guidance, tile);
+    Known keys are those in OPTIONS (model, device, dtype, quality, effort, decode_mode, guidance, tile);
     a value of None removes a default; unknown keys warn and are ignored. Calling it again merges.
     """
     for key in [k for k in defaults if k not in OPTIONS]:
@@ -82,6 +90,8 @@ def register_sodec_opener(**defaults: Any) -> None:
         del defaults[key]
     if defaults.get("quality") is not None:
         check_quality(defaults["quality"])
+    if defaults.get("effort") is not None:
+        check_effort(defaults["effort"])
     if defaults.get("decode_mode") is not None and defaults["decode_mode"] not in DECODE_MODES:
         raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {defaults['decode_mode']!r}")
     with _defaults_lock:
@@ -343,14 +353,16 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     a file it created)."""
     info = im.encoderinfo
     defaults = options()
-    quality, model, device = (info.get(k) if info.get(k) is not None else defaults.get(k)
-                              for k in ("quality", "model", "device"))
+    quality, effort, model, device = (info.get(k) if info.get(k) is not None else defaults.get(k)
+                                      for k in ("quality", "effort", "model", "device"))
     quality = DEFAULT_QUALITY if quality is None else quality
+    effort = DEFAULT_EFFORT if effort is None else effort
     check_quality(quality)
+    check_effort(effort)
     metadata = {key: _metadata(im, key) for key in ("icc_profile", "exif", "xmp")}
     image = storable(im)
 
     from sodec_plugin import codec
 
-    data = codec.compress(image, model=model, quality=quality, device=device, **metadata)
+    data = codec.compress(image, model=model, quality=quality, effort=effort, device=device, **metadata)
     fp.write(data)

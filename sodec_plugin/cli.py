@@ -19,7 +19,7 @@ from .config import builtin_configs
 from .container import EXTENSION, IMAGE_EXTENSIONS
 from .eval.baselines import DEFAULT_BASELINES
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES
+from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -131,7 +131,7 @@ def _compress(args: argparse.Namespace) -> int:
     def work(src: Path, dst: Path) -> None:
         with Image.open(src) as im:
             im.load()
-            data = compress(im, model=args.model, quality=args.quality, device=args.device,
+            data = compress(im, model=args.model, quality=args.quality, effort=args.effort, device=args.device,
                             icc_profile=im.info.get("icc_profile"), exif=im.info.get("exif"),
                             xmp=xmp_of(im.info))
         write_atomic(dst, data, args.force)
@@ -230,7 +230,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .eval.run import run_eval
 
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
-             baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs)
+             baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort)
     return 0
 
 
@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="images -> .sdc")
     common(c)
     c.add_argument("--quality", type=float, default=None, help="1-100 across the model's rate points (default 75)")
+    c.add_argument("--effort", type=int, default=DEFAULT_EFFORT, choices=range(MAX_EFFORT + 1), metavar="0-9",
+                   help="encoder search, 0 (default, fastest) to 9: smaller files at the same quality, slower "
+                        "encoding, the same decoder")
     c.set_defaults(func=_compress)
     d = sub.add_parser("decompress", help=".sdc -> images")
     common(d)
@@ -315,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", default="auto", choices=DECODE_MODES)
     e.add_argument("--device", default=None)
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
+    e.add_argument("--effort", type=int, default=DEFAULT_EFFORT, choices=range(MAX_EFFORT + 1), metavar="0-9",
+                   help="encoder effort of the SODEC points (see compress --effort)")
     e.add_argument("--jobs", type=int, default=1,
                    help="images evaluated at once, one torch thread each (timings are then per thread)")
     e.set_defaults(func=_eval)

@@ -17,7 +17,7 @@ from PIL import Image
 from . import container, entropy
 from .config import LATENT_CELL
 from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  (check_pixels: re-exported)
-from .rates import DECODE_MODES, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
+from .rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
@@ -128,14 +128,19 @@ def encoder_input(pil: Image.Image, multiple: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
-def compress(image: Any, *, model: Any = None, quality: int | float | None = None, icc_profile: bytes | None = None,
-             exif: bytes | None = None, xmp: bytes | None = None, device: Any = None) -> bytes:
-    """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate."""
+def compress(image: Any, *, model: Any = None, quality: int | float | None = None, effort: int = DEFAULT_EFFORT,
+             icc_profile: bytes | None = None, exif: bytes | None = None, xmp: bytes | None = None,
+             device: Any = None, progress: Any = None) -> bytes:
+    """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate.
+    effort 1..9 searches for latents that code smaller at the same quality (slower; the same
+    decoder and format); `progress(done, total)` is called per search step (and may raise to cancel)."""
     import torch
 
     from .engine import get_model
     from .hub import known_model_ids
+    from .models.refinement import refine_latents, steps_for_effort
 
+    steps = steps_for_effort(effort)
     pil = normalize_mode(to_pil(image))
     m = get_model(model, device=device)
     position = quality_to_position(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position)
@@ -145,7 +150,11 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     lc = comp.codec  # the coding side
     x = encoder_input(pil, lc.pad_multiple())
     with torch.inference_mode():
-        lat = comp.encode(x, position)
+        y, z = comp.analyse(x)
+    if steps:
+        y, z = refine_latents(comp, m.fidelity_decoder, x, y, z, position=position, steps=steps,
+                              height=pil.height, width=pil.width, progress=progress)
+    lat = lc.quantize(y, z, position)
     z_tab, y_tab = lc.tables()
     z_stream = entropy.encode(lat.z_symbols, lc.z_indexes((1, *lat.z_symbols.shape)), z_tab)
     y_stream = entropy.encode(lc.scan(lat.y_symbols), lc.scan(lat.y_indexes), y_tab)

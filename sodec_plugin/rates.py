@@ -9,12 +9,21 @@ from typing import Any
 
 DEFAULT_QUALITY = 75
 DECODE_MODES = ("auto", "diffusion", "fidelity")
+# Encoder effort: 0 codes the analysis transform's latents; 1..MAX_EFFORT search for better ones
+# (models/refinement.py), slower to encode, the same decoder and format.
+DEFAULT_EFFORT = 0
+MAX_EFFORT = 9
 
 
 def check_quality(quality: Any) -> None:
     if (isinstance(quality, bool) or not isinstance(quality, numbers.Real) or math.isnan(quality)
             or not 1 <= quality <= 100):
         raise ValueError(f"quality must be a number from 1 to 100, got {quality!r}")
+
+
+def check_effort(effort: Any) -> None:
+    if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or not 0 <= effort <= MAX_EFFORT:
+        raise ValueError(f"effort must be an integer from 0 to {MAX_EFFORT}, got {effort!r}")
 
 
 def quality_to_position(quality: Any, max_position: int) -> int:

@@ -26,6 +26,22 @@ def test_compress_decompress_info_round_trip(tiny_fidelity, tmp_path, capsys):
         assert im.format == "WEBP" and im.size == (96, 64)
 
 
+def test_compress_effort(tiny_fidelity, tmp_path):
+    import pytest
+
+    import sodec_plugin
+
+    src = tmp_path / "in.png"
+    crop = kodak_crop(2, (0, 0, 96, 64))
+    crop.save(src)
+    assert main(["compress", str(src), "-o", str(tmp_path / "e.sdc"), "--model", str(tiny_fidelity),
+                 "--quality", "40", "--effort", "1"]) == 0
+    assert (tmp_path / "e.sdc").read_bytes() == sodec_plugin.compress(crop, model=str(tiny_fidelity), quality=40,
+                                                                       effort=1)
+    with pytest.raises(SystemExit):  # argparse: not one of 0..9
+        main(["compress", str(src), "--model", str(tiny_fidelity), "--effort", "10"])
+
+
 def test_never_overwrites_without_force(tiny_fidelity, tmp_path):
     src = tmp_path / "in.png"
     kodak_crop(2, (0, 0, 32, 32)).save(src)

@@ -118,6 +118,9 @@ def test_v1_input_and_output_types() -> None:
                                                                   "quality": "INT"}
     assert req["SODECEncode"]["quality"][1] | {"tooltip": ""} == {"default": 75, "min": 1, "max": 100, "step": 1,
                                                                    "tooltip": ""}
+    effort = m["SODECEncode"].INPUT_TYPES()["optional"]["effort"]  # optional: older workflows load as they were
+    assert effort[0] == "INT" and effort[1] | {"tooltip": ""} == {"default": 0, "min": 0, "max": 9, "step": 1,
+                                                                  "tooltip": ""}
     assert m["SODECEncode"].RETURN_TYPES == ("SODEC_BITSTREAM", "FLOAT")
     assert req["SODECDecode"]["decode_path"][0] == ["diffusion", "fidelity"]
     assert req["SODECDecode"]["guidance"][0] == "FLOAT" and req["SODECDecode"]["tile_size"][0] == "INT"
@@ -141,6 +144,10 @@ def test_roundtrip_batch_matches_engine(tiny_fidelity: Path) -> None:
     assert bpp == pytest.approx(sum(h["bits_per_pixel"] for h in heads) / 2)
     # one file per item, the same bytes the engine writes for that image
     assert bits.files[0] == sodec_plugin.compress(crops[0], model=handle.model, quality=60)
+
+    searched = call("SODECEncode", image=comfy_image(crops[0]), sodec_model=handle, quality=60, effort=1)
+    assert searched["result"][0].files[0] == sodec_plugin.compress(crops[0], model=handle.model, quality=60,
+                                                                   effort=1) != bits.files[0]
 
     dec = call("SODECDecode", bitstream=bits, sodec_model=handle, decode_path="fidelity", guidance=1.0,
                tile_size=768)

@@ -275,6 +275,26 @@ def test_bad_quality_raises_and_writes_nothing(quality: object, tmp_path: Path) 
     assert buf.getvalue() == b""
 
 
+@pytest.mark.parametrize("effort", [-1, 10, 1.5, "2", True])
+def test_bad_effort_raises_and_writes_nothing(effort: object, tmp_path: Path) -> None:
+    path = tmp_path / "bad.sdc"
+    with pytest.raises(ValueError, match="effort"):
+        photo().save(path, effort=effort)
+    assert not path.exists()
+    with pytest.raises(ValueError, match="effort"):
+        pillow_codec.register_sodec_opener(effort=effort)
+
+
+def test_effort_from_save_and_opener(model: Path) -> None:
+    im = photo(3, (96, 64))
+    searched = to_bytes(im, effort=1)
+    assert searched == sodec_plugin.compress(im, model=str(model), quality=75, effort=1)
+    assert searched != to_bytes(im)
+    pillow_codec.register_sodec_opener(effort=1)
+    assert to_bytes(im) == searched
+    assert to_bytes(im, effort=0) != searched
+
+
 def test_failed_encode_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "fail.sdc"
     with pytest.raises(OSError, match="no SODEC model"):

@@ -24,8 +24,10 @@ def default_qualities(max_position: int, count: int = 8) -> list[float]:
 
 def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float] | None = None,
              out_dir: str | Path | None = "eval-out", device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
-             mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1) -> dict[str, Any]:
-    """Real .sdc bytes for every image and quality, decoded, measured and compared."""
+             mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1,
+             effort: int = 0) -> dict[str, Any]:
+    """Real .sdc bytes for every image and quality (encoded at `effort`), decoded, measured and
+    compared."""
     from .. import codec
     from ..engine import get_model
 
@@ -34,14 +36,14 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
 
     def codec_fn(image: Image.Image, quality: float) -> tuple[bytes, Image.Image, float, float]:
         t0 = time.perf_counter()
-        data = codec.compress(image, model=m, quality=quality)
+        data = codec.compress(image, model=m, quality=quality, effort=effort)
         t1 = time.perf_counter()
         out = codec.decompress(data, model=m, mode=mode)
         return data, out, t1 - t0, time.perf_counter() - t1
 
     codec_fn(Image.new("RGB", (64, 64)), qualities[0])  # warm-up: first-call costs are not the codec's
     result = evaluate(folder, codec_fn, qualities, baselines=tuple(baselines), out_dir=out_dir, progress=progress,
-                      codec_name=m.identity, limit=limit, jobs=jobs)
+                      codec_name=m.identity + (f"+effort{effort}" if effort else ""), limit=limit, jobs=jobs)
     if progress:
         print(format_markdown(result))
     return result

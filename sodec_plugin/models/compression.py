@@ -119,31 +119,36 @@ class CompressionModule(nn.Module):
             self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
         self.codec = LatentCodec(self)
 
-    # ---- training ---------------------------------------------------------------------------
+    # ---- training ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, rate_index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Noisy-quantisation forward for training; y_hat is rounded with a straight-through
         estimator for the decoder, noise is used for the likelihoods."""
         y = self.analysis(x)
-        z = self.hyper_analysis(y)
-        if self.cfg.hyper_gain:
-            zg = self.z_gain.abs()[rate_index][:, :, None, None]
-            z_tilde, z_lik = self.entropy_bottleneck(z * zg)
-            z_tilde = z_tilde / zg
+        zg = self.z_gain.abs()[rate_index][:, :, None, None] if self.cfg.hyper_gain else None
+        return self.latent_forward(y, self.hyper_analysis(y), gain=self.gain.abs()[rate_index][:, :, None, None],
+                                   inverse_gain=self.inverse_gain.abs()[rate_index][:, :, None, None], z_gain=zg)
+
+    def latent_forward(self, y: torch.Tensor, z: torch.Tensor, *, gain: torch.Tensor, inverse_gain: torch.Tensor,
+                       z_gain: torch.Tensor | None = None, noise: bool | None = None) -> dict[str, torch.Tensor]:
+        """The differentiable coding of given latents (training, and the encoder's refinement): the
+        likelihoods of y and z with uniform noise (`noise`; None: when the module is training) or
+        rounded, and y_hat rounded with a straight-through gradient for the decoder."""
+        if z_gain is None:
+            z_tilde, z_lik = self.entropy_bottleneck(z, training=noise)
         else:
-            z_tilde, z_lik = self.entropy_bottleneck(z)
+            z_tilde, z_lik = self.entropy_bottleneck(z * z_gain, training=noise)
+            z_tilde = z_tilde / z_gain
         means, scales = self.prior(z_tilde)
-        g = self.gain.abs()[rate_index][:, :, None, None]
-        yg, mg, sg = y * g, means * g, scales * g
+        yg, mg, sg = y * gain, means * gain, scales * gain
         if self.context is not None:
             # Pass 1 codes the anchors with the hyperprior; pass 2 refines the rest from them.
             anchors = anchor_mask(*y.shape[-2:], device=y.device)
             # (the coder clamps the hyper scales before the gain; so does the context's input)
-            dm, ds = self.context(_ste_round(yg - mg) * anchors, scales.clamp(min=self.cfg.scale_min) * g)
+            dm, ds = self.context(_ste_round(yg - mg) * anchors, scales.clamp(min=self.cfg.scale_min) * gain)
             mg, sg = torch.where(anchors, mg, mg + dm), torch.where(anchors, sg, sg + ds)
-        _, y_lik = self.gaussian(yg, sg, means=mg)
+        _, y_lik = self.gaussian(yg, sg, means=mg, training=noise)
         yg_hat = _ste_round(yg - mg) + mg
-        y_hat = yg_hat * self.inverse_gain.abs()[rate_index][:, :, None, None]
-        return {"y_hat": y_hat, "z_hat": z_tilde, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+        return {"y_hat": yg_hat * inverse_gain, "z_hat": z_tilde, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # Table buffers are resized to what the checkpoint holds, and cached tables dropped.
@@ -156,10 +161,15 @@ class CompressionModule(nn.Module):
 
     # ---- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, position: int) -> Latents:
-        """x: (1, 3, H, W), uint8 or float in [0, 1], H and W multiples of 64."""
+    def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (1, 3, H, W), uint8 or float in [0, 1], H and W multiples of 64 -> latents (y, z)."""
         y = self.analysis.forward_banded(x)
-        return self.codec.quantize(y, self.hyper_analysis(y), position)
+        return y, self.hyper_analysis(y)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, position: int) -> Latents:
+        """x as for analyse -> the coded symbols of its latents."""
+        return self.codec.quantize(*self.analyse(x), position)
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:

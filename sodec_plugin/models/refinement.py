@@ -1,0 +1,164 @@
+"""Encoder-side latent refinement, the `effort` option of compress.
+
+The analysis transform guesses the latents in one shot; a search finds latents that cost fewer bits
+for the same distortion (Campos et al., "Content adaptive optimization for neural image
+compression", 2019; Yang et al., "Improving inference for neural image compression", 2020). Only the
+encoder works harder: the decoder and the format are untouched, so a refined file decodes with the
+released model exactly as any other, and every reader of .sdc files reads it.
+
+The search minimises the training loss of the fidelity path at the file's rate position,
+lambda * 255^2 * (MSE + MS_SSIM_WEIGHT * (1 - MS-SSIM)) + bits per pixel, with Adam on y and z, the
+rate measured with uniform noise (as in training) and the decoder fed rounded latents with a
+straight-through gradient. Every CHECK_EVERY steps the loss of the really rounded latents is
+measured and the best latents seen are kept, so refinement never returns worse latents (by that
+loss) than it was given. Large images are refined in tiles of the latent grid with a margin of
+fixed neighbours, so memory stays bounded however large the photo.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..eval.metrics import MS_SSIM_MIN_SIDE  # (pure Python: the size pytorch_msssim's five scales need)
+from ..rates import MAX_EFFORT, check_effort
+
+# Steps of the search at each effort (0 = the analysis transform alone). Measured on Kodak with
+# sodec-lite-11 (docs/refinement.md): most of the gain comes in the first 40 steps.
+EFFORT_STEPS = (0, 5, 10, 15, 20, 30, 40, 60, 80, 100)
+assert len(EFFORT_STEPS) == MAX_EFFORT + 1
+LEARNING_RATE = 1e-2
+CHECK_EVERY = 10
+# The distortion of the released models' training loss (recipe ms_ssim_weight).
+MS_SSIM_WEIGHT = 0.02
+# Tiles of the latent grid (cells of 16 px; multiples of 4, the hyper latent's cell): a 768x512
+# photo is one tile; the margin of fixed neighbours covers most of what the decoder and the prior
+# see of a tile's latents.
+TILE_CELLS = 48
+MARGIN_CELLS = 4
+SEED = 0
+
+
+def steps_for_effort(effort: int) -> int:
+    check_effort(effort)
+    return EFFORT_STEPS[effort]
+
+
+def rate_lambda_at(cfg: object, position: int) -> float:
+    """The rate-distortion weight at a rate position: geometric between the two rate points'
+    lambdas, as the gains are interpolated between them."""
+    i, k = divmod(position, cfg.rate_substeps)
+    j = min(i + 1, cfg.num_rates - 1)
+    t = k / cfg.rate_substeps
+    return cfg.rate_lambdas[i] ** (1 - t) * cfg.rate_lambdas[j] ** t
+
+
+class RefinementLoss:
+    """The search's loss for one image at one rate position (training loss of the fidelity path)."""
+
+    def __init__(self, compression: nn.Module, decoder: nn.Module, position: int) -> None:
+        lc, cfg = compression.codec, compression.cfg
+        self.compression, self.decoder = compression, decoder
+        dev = compression.gain.device
+        self.gains = {
+            "gain": lc.exact_gain(position).float().to(dev)[None, :, None, None],
+            "inverse_gain": lc.inverse_gain_at(position).float().to(dev)[None, :, None, None],
+            "z_gain": (lc.exact_gain(position, compression.z_gain).float().to(dev)[None, :, None, None]
+                       if cfg.hyper_gain else None),
+        }
+        self.lam = rate_lambda_at(cfg, position)
+
+    def __call__(self, y: torch.Tensor, z: torch.Tensor, x: torch.Tensor, noise: bool) -> torch.Tensor:
+        """x: the target pixels (float in [0, 1]) the window's top-left part decodes to; pixels
+        beyond x (padding) do not count."""
+        out = self.compression.latent_forward(y, z, noise=noise, **self.gains)
+        h, w = x.shape[-2:]
+        x_hat = self.decoder(out["y_hat"])[..., :h, :w]
+        distortion = (x_hat - x).pow(2).mean()
+        if MS_SSIM_WEIGHT and min(h, w) >= MS_SSIM_MIN_SIDE:
+            from pytorch_msssim import ms_ssim
+
+            distortion = distortion + MS_SSIM_WEIGHT * (1 - ms_ssim(x_hat, x, data_range=1.0))
+        bits = sum(-torch.log2(out[k]).sum() for k in ("y_likelihoods", "z_likelihoods"))
+        return self.lam * 255**2 * distortion + bits / (h * w)
+
+
+def _spans(n: int, tile: int) -> list[tuple[int, int]]:
+    return [(a, min(n, a + tile)) for a in range(0, n, tile)]
+
+
+@torch.enable_grad()
+def refine_latents(compression: nn.Module, decoder: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   z: torch.Tensor, *, position: int, steps: int, height: int, width: int,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refined (y, z) for the padded uint8 image x (1, 3, H, W) whose real size is height x width;
+    y and z as the analysis transforms gave them (float, on the model's device). `progress(done,
+    total)` is called after each step (and may raise to cancel)."""
+    if steps <= 0:
+        return y, z
+    cell = 16
+    loss_of = RefinementLoss(compression, decoder, position)
+    y, z = y.detach().float().clone(), z.detach().float().clone()
+    gen = torch.Generator(device="cpu").manual_seed(SEED)
+    rows, cols = _spans(y.shape[-2], TILE_CELLS), _spans(y.shape[-1], TILE_CELLS)
+    total, done = len(rows) * len(cols) * steps, 0
+    for r0, r1 in rows:
+        for c0, c1 in cols:
+            wr0, wc0 = max(0, r0 - MARGIN_CELLS), max(0, c0 - MARGIN_CELLS)
+            wr1, wc1 = min(y.shape[-2], r1 + MARGIN_CELLS), min(y.shape[-1], c1 + MARGIN_CELLS)
+            ph, pw = min(height, wr1 * cell) - wr0 * cell, min(width, wc1 * cell) - wc0 * cell
+            target = x[..., wr0 * cell:wr0 * cell + ph, wc0 * cell:wc0 * cell + pw].to(y.device).float() / 255.0
+            core = (slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
+            zcore = (slice((r0 - wr0) // 4, -(-(r1 - wr0) // 4)), slice((c0 - wc0) // 4, -(-(c1 - wc0) // 4)))
+            y_win = y[..., wr0:wr1, wc0:wc1]
+            z_win = z[..., wr0 // 4:-(-wr1 // 4), wc0 // 4:-(-wc1 // 4)]
+            y_var = y_win[(..., *core)].clone().requires_grad_(True)
+            z_var = z_win[(..., *zcore)].clone().requires_grad_(True)
+
+            def window(y_var: torch.Tensor = y_var, z_var: torch.Tensor = z_var, y_win: torch.Tensor = y_win,
+                       z_win: torch.Tensor = z_win, core: tuple = core, zcore: tuple = zcore
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                yw, zw = y_win.clone(), z_win.clone()
+                yw[(..., *core)] = y_var
+                zw[(..., *zcore)] = z_var
+                return yw, zw
+
+            best = (math.inf, y_var.detach().clone(), z_var.detach().clone())
+            opt = torch.optim.Adam([y_var, z_var], lr=LEARNING_RATE)
+            for step in range(steps + 1):
+                if step % CHECK_EVERY == 0 or step == steps:
+                    with torch.no_grad():
+                        hard = float(loss_of(*window(), target, noise=False))
+                    if hard < best[0]:
+                        best = (hard, y_var.detach().clone(), z_var.detach().clone())
+                if step == steps:
+                    break
+                with _seeded_noise(gen):
+                    loss = loss_of(*window(), target, noise=True)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            y_win[(..., *core)] = best[1]
+            z_win[(..., *zcore)] = best[2]
+    return y, z
+
+
+class _seeded_noise:
+    """Draw the training noise from `gen` so that a refinement is repeatable on one machine."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+
+    def __enter__(self) -> None:
+        self.state = torch.random.get_rng_state()
+        torch.random.set_rng_state(self.gen.get_state())
+
+    def __exit__(self, *exc: object) -> None:
+        self.gen.set_state(torch.random.get_rng_state())
+        torch.random.set_rng_state(self.state)

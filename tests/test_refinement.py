@@ -1,0 +1,124 @@
+"""The encoder's latent search (effort): a lower loss than the analysis transform's latents, files the
+released decoder reads as any other, bounded in tiles, repeatable, cancellable; the rate it measures is
+the real rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sodec_plugin as sp
+from sodec_plugin import codec, container
+from sodec_plugin.models import refinement
+from sodec_plugin.models.refinement import RefinementLoss, refine_latents, steps_for_effort
+from sodec_plugin.rates import MAX_EFFORT, check_effort
+from tests.conftest import kodak_crop
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sp.load_model()  # the bundled default: the search is only worth testing on trained weights
+
+
+def _latents(model, im, quality: float):
+    position = codec.quality_to_position(quality, model.cfg.max_rate_position)
+    x = codec.encoder_input(im, model.compression.codec.pad_multiple())
+    y, z = model.compression.analyse(x)
+    return x, y, z, position
+
+
+def _hard_loss(model, x, y, z, position: int, im) -> float:
+    target = x[..., : im.height, : im.width].float() / 255.0
+    with torch.no_grad():
+        return float(RefinementLoss(model.compression, model.fidelity_decoder, position)(y, z, target, noise=False))
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_EFFORT + 1, 2.5, True, "3", None])
+def test_bad_effort_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="effort"):
+        check_effort(bad)
+    with pytest.raises(ValueError, match="effort"):
+        sp.compress(kodak_crop(1, (0, 0, 64, 64)), effort=bad)
+
+
+def test_effort_steps_grow() -> None:
+    steps = [steps_for_effort(e) for e in range(MAX_EFFORT + 1)]
+    assert steps[0] == 0 and all(a < b for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_search_lowers_the_loss_and_files_decode_as_usual(model) -> None:
+    im = kodak_crop(23, (100, 100, 292, 292))  # 192 x 192: the MS-SSIM term counts too
+    x, y, z, position = _latents(model, im, 40)
+    yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position,
+                            steps=steps_for_effort(2), height=im.height, width=im.width)
+    assert _hard_loss(model, x, yr, zr, position, im) < _hard_loss(model, x, y, z, position, im)
+
+    plain, searched = sp.compress(im, quality=40), sp.compress(im, quality=40, effort=2)
+    assert searched != plain
+    f = container.parse(searched)
+    assert (f.width, f.height, f.rate_position) == (192, 192, position)
+    assert f.model_hex == model.digest[:8]  # the same model (and decoder) reads it
+    out = sp.decompress(searched)
+    assert out.size == im.size and out.mode == "RGB"
+    err = np.abs(np.asarray(out, dtype=float) - np.asarray(im, dtype=float)).mean()
+    assert err < 12  # a faithful image, not garbage
+
+
+def test_search_never_returns_worse_latents(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A step size that only makes things worse: the best latents seen (those given) come back.
+    monkeypatch.setattr(refinement, "LEARNING_RATE", 50.0)
+    im = kodak_crop(5, (0, 0, 128, 128))
+    x, y, z, position = _latents(model, im, 60)
+    yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position, steps=10,
+                            height=im.height, width=im.width)
+    assert _hard_loss(model, x, yr, zr, position, im) <= _hard_loss(model, x, y, z, position, im)
+
+
+def test_tiles_cover_the_image_and_progress_counts_steps(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(refinement, "TILE_CELLS", 4)  # 64 px tiles: a 192 x 136 image has 3 x 3
+    im = kodak_crop(3, (0, 0, 192, 136))
+    x, y, z, position = _latents(model, im, 50)
+    seen: list[tuple[int, int]] = []
+    yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position, steps=5,
+                            height=im.height, width=im.width, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 9 * 5) for i in range(1, 46)]
+    assert yr.shape == y.shape and zr.shape == z.shape
+    for r in range(0, y.shape[-2], 4):
+        for c in range(0, y.shape[-1], 4):
+            assert not torch.equal(yr[..., r:r + 4, c:c + 4], y[..., r:r + 4, c:c + 4]), (r, c)
+    assert _hard_loss(model, x, yr, zr, position, im) < _hard_loss(model, x, y, z, position, im)
+
+
+def test_search_is_repeatable_and_keeps_the_callers_random_state(model) -> None:
+    im = kodak_crop(7, (0, 0, 128, 64))
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    a = sp.compress(im, quality=30, effort=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert sp.compress(im, quality=30, effort=1) == a
+
+
+def test_progress_can_cancel(model) -> None:
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done: int, total: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        sp.compress(kodak_crop(1, (0, 0, 64, 64)), effort=1, progress=cancel)
+
+
+@pytest.mark.parametrize("quality", [1, 50, 100])
+def test_measured_rate_is_the_real_rate(model, quality: int) -> None:
+    """The search's rate (rounded latents, the float prior) is within 20% of the real streams."""
+    im = kodak_crop(23, (0, 0, 256, 192))
+    x, y, z, position = _latents(model, im, quality)
+    gains = RefinementLoss(model.compression, model.fidelity_decoder, position).gains
+    with torch.no_grad():
+        out = model.compression.latent_forward(y, z, noise=False, **gains)
+    bits = sum(float(-torch.log2(out[k]).sum()) for k in ("y_likelihoods", "z_likelihoods"))
+    f = container.parse(sp.compress(im, quality=quality))
+    real = 8 * (len(f.y_stream) + len(f.z_stream))
+    assert 0.8 < bits / real < 1.05

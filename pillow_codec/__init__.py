@@ -22,8 +22,8 @@ when the file has them (``getexif()`` and ``getxmp()`` work as for PNG and WebP)
 
 Save options: ``quality``, ``effort``, ``model``, ``device``, ``icc_profile``, ``exif``, ``xmp``.
 ``effort`` (0..9, default 0) makes the encoder search for latents that code smaller at the same
-quality: slower saves (about a second per megapixel per search step on one CPU thread; effort 6 is
-40 steps), the same decoder, files any reader of .sdc decodes. The three
+quality: slower saves (about 2.5 s per megapixel per search step on one CPU thread; effort 4 is
+20 steps), the same decoder, files any reader of .sdc decodes. The three
 metadata options fall back to ``im.info`` (pass ``b""`` to drop one); ``exif`` may be an
 ``Image.Exif``, ``xmp`` a str. The encoder runs in memory and the file is written once, so a
 failed save writes nothing, and Pillow removes the file that ``Image.save`` created for it (an

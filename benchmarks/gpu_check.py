@@ -242,7 +242,7 @@ def wrapped(obj: Any, name: str, wrapper: Callable[[Callable[..., Any]], Callabl
 
 
 def encode_with_symbols(m: Any, im: Image.Image) -> tuple[bytes, Any]:
-    """sodec_plugin.compress, and the Latents (z and y symbols) its CompressionModule.encode made."""
+    """sodec_plugin.compress, and the Latents (z and y symbols) its LatentCodec.quantize made."""
     got: dict[str, Any] = {}
 
     def wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -251,7 +251,7 @@ def encode_with_symbols(m: Any, im: Image.Image) -> tuple[bytes, Any]:
             return got["lat"]
         return encode
 
-    with wrapped(m.compression, "encode", wrap):
+    with wrapped(m.compression.codec, "quantize", wrap):
         data = sodec_plugin.compress(im, model=m)
     return data, got["lat"]
 

@@ -104,9 +104,20 @@ class LatentCodec:
             raise ValueError(f"rate position {position} outside 0..{cfg.max_rate_position}")
         gains = self.module.gain if gains is None else gains
         g = torch.round(gains.detach().abs().double().cpu() * 2.0**cfg.gain_bits)
-        i, k = divmod(position, cfg.rate_substeps)
-        j = min(i + 1, cfg.num_rates - 1)
+        i, j, k = self.neighbours(position)
         return (g[i] * (cfg.rate_substeps - k) + g[j] * k) / (cfg.rate_substeps * 2.0**cfg.gain_bits)
+
+    def neighbours(self, position: int) -> tuple[int, int, int]:
+        """The rate points (i, j) a position lies between, and its substep k from i."""
+        i, k = divmod(position, self.cfg.rate_substeps)
+        return i, min(i + 1, self.cfg.num_rates - 1), k
+
+    def rate_lambda_at(self, position: int) -> float:
+        """The rate-distortion weight at a position: geometric between the rate points' lambdas,
+        as the inverse gains are."""
+        i, j, k = self.neighbours(position)
+        t = k / self.cfg.rate_substeps
+        return self.cfg.rate_lambdas[i] ** (1 - t) * self.cfg.rate_lambdas[j] ** t
 
     def z_inverse_gain_at(self, position: int) -> torch.Tensor | None:
         """The inverse hyper gain (float64) the prior reads z's symbols through: 1 / the exact
@@ -126,8 +137,7 @@ class LatentCodec:
 
     def inverse_gain_at(self, position: int) -> torch.Tensor:
         """Decoder-side inverse gain (geometric interpolation; need not be exact)."""
-        i, k = divmod(position, self.cfg.rate_substeps)
-        j = min(i + 1, self.cfg.num_rates - 1)
+        i, j, k = self.neighbours(position)
         t = k / self.cfg.rate_substeps
         ig = self.module.inverse_gain.detach().abs()
         return ig[i] ** (1 - t) * ig[j] ** t

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..config import LATENT_CELL, PAD_MULTIPLE
 from ..eval.metrics import MS_SSIM_MIN_SIDE  # (pure Python: the size pytorch_msssim's five scales need)
 from ..rates import MAX_EFFORT, check_effort
 
@@ -40,26 +41,18 @@ Z_LEARNING_RATE = 0.03
 CHECK_EVERY = 10
 # The distortion of the released models' training loss (recipe ms_ssim_weight).
 MS_SSIM_WEIGHT = 0.02
-# Tiles of the latent grid (cells of 16 px; multiples of 4, the hyper latent's cell): a 768x512
+# Tiles of the latent grid (cells of 16 px; multiples of Z_CELL, the hyper latent's cell): a 768x512
 # photo is one tile; the margin of fixed neighbours covers most of what the decoder and the prior
 # see of a tile's latents.
 TILE_CELLS = 48
 MARGIN_CELLS = 4
 SEED = 0
+Z_CELL = PAD_MULTIPLE // LATENT_CELL  # latent cells per hyper-latent cell
 
 
 def steps_for_effort(effort: int) -> int:
     check_effort(effort)
     return EFFORT_STEPS[effort]
-
-
-def rate_lambda_at(cfg: object, position: int) -> float:
-    """The rate-distortion weight at a rate position: geometric between the two rate points'
-    lambdas, as the gains are interpolated between them."""
-    i, k = divmod(position, cfg.rate_substeps)
-    j = min(i + 1, cfg.num_rates - 1)
-    t = k / cfg.rate_substeps
-    return cfg.rate_lambdas[i] ** (1 - t) * cfg.rate_lambdas[j] ** t
 
 
 class RefinementLoss:
@@ -75,7 +68,7 @@ class RefinementLoss:
             "z_gain": (lc.exact_gain(position, compression.z_gain).float().to(dev)[None, :, None, None]
                        if cfg.hyper_gain else None),
         }
-        self.lam = rate_lambda_at(cfg, position)
+        self.lam = lc.rate_lambda_at(position)
 
     def __call__(self, y: torch.Tensor, z: torch.Tensor, x: torch.Tensor, noise: bool) -> torch.Tensor:
         """x: the target pixels (float in [0, 1]) the window's top-left part decodes to; pixels
@@ -105,7 +98,7 @@ def refine_latents(compression: nn.Module, decoder: nn.Module, x: torch.Tensor, 
     total)` is called after each step (and may raise to cancel)."""
     if steps <= 0:
         return y, z
-    cell = 16
+    cell, zc = LATENT_CELL, Z_CELL
     loss_of = RefinementLoss(compression, decoder, position)
     y, z = y.detach().float().clone(), z.detach().float().clone()
     gen = torch.Generator(device="cpu").manual_seed(SEED)
@@ -118,9 +111,9 @@ def refine_latents(compression: nn.Module, decoder: nn.Module, x: torch.Tensor, 
             ph, pw = min(height, wr1 * cell) - wr0 * cell, min(width, wc1 * cell) - wc0 * cell
             target = x[..., wr0 * cell:wr0 * cell + ph, wc0 * cell:wc0 * cell + pw].to(y.device).float() / 255.0
             core = (slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
-            zcore = (slice((r0 - wr0) // 4, -(-(r1 - wr0) // 4)), slice((c0 - wc0) // 4, -(-(c1 - wc0) // 4)))
+            zcore = (slice((r0 - wr0) // zc, -(-(r1 - wr0) // zc)), slice((c0 - wc0) // zc, -(-(c1 - wc0) // zc)))
             y_win = y[..., wr0:wr1, wc0:wc1]
-            z_win = z[..., wr0 // 4:-(-wr1 // 4), wc0 // 4:-(-wc1 // 4)]
+            z_win = z[..., wr0 // zc:-(-wr1 // zc), wc0 // zc:-(-wc1 // zc)]
             y_var = y_win[(..., *core)].clone().requires_grad_(True)
             z_var = z_win[(..., *zcore)].clone().requires_grad_(True)
 

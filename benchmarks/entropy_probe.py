@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -36,7 +35,7 @@ from common import device_line  # noqa: E402
 
 import sodec_plugin  # noqa: E402
 from sodec_plugin.codec import encoder_input  # noqa: E402
-from sodec_plugin.models.context import RANGE_BITS, CheckerboardContext, anchor_mask  # noqa: E402
+from sodec_plugin.models.context import CheckerboardContext, anchor_mask  # noqa: E402
 from sodec_plugin.train.data import list_images  # noqa: E402
 
 
@@ -61,33 +60,23 @@ def cached_latents(model: nn.Module, folder: Path, downscale: float, cache: Path
     return ys
 
 
-class GroupContext(nn.Module):
-    """(symbols decoded so far, 0 elsewhere; current scales) -> corrections to means and scales:
-    the checkerboard context's layers without its tap mask, since the input is masked instead."""
-
-    def __init__(self, channels: int, width: int, start: CheckerboardContext | None = None,
-                 inputs: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.context = nn.Conv2d(channels, width, 5, padding=2)
-        self.fuse1 = nn.Conv2d(width + channels, 2 * width, 1)
-        self.fuse2 = nn.Conv2d(2 * width, 2 * width, 1)
-        self.head = nn.Conv2d(2 * width, 2 * channels, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-        if start is not None:  # the model's context, seeing only what it saw (and `inputs` channels)
-            self.load_state_dict(copy.deepcopy(start.state_dict()))
-            with torch.no_grad():
-                self.context.weight.mul_(start.tap_mask)
-                if inputs is not None:
-                    self.context.weight.mul_(inputs.float()[None, :, None, None])
-
-    def forward(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = 2.0**RANGE_BITS
-        h = torch.cat([self.context(symbols.clamp(-r, r)).clamp(-r, r), scales.clamp(-r, r)], dim=1)
-        h = F.relu(self.fuse1(h)).clamp(max=r)
-        h = F.relu(self.fuse2(h)).clamp(max=r)
-        dm, ds = self.head(h).chunk(2, dim=1)
-        return dm, ds
+def group_context(cm: nn.Module, start: CheckerboardContext | None = None,
+                  inputs: torch.Tensor | None = None) -> CheckerboardContext:
+    """A context network for one coding group: the checkerboard context's layers with every tap
+    open, since its input is masked to the symbols decoded so far instead. From `start`, it begins
+    as that context (seeing only its taps, and only the `inputs` channels); else its head is zero."""
+    cfg = cm.cfg
+    net = CheckerboardContext(cfg.latent_channels, context_channels=cfg.context_channels,
+                              weight_bits=cfg.prior_weight_bits, activation_bits=cfg.prior_activation_bits,
+                              output_bits=cfg.prior_output_bits)
+    if start is not None:
+        net.load_state_dict(copy.deepcopy(start.state_dict()))
+        with torch.no_grad():
+            net.context.weight.mul_(start.tap_mask)
+            if inputs is not None:
+                net.context.weight.mul_(inputs.float()[None, :, None, None])
+    net.tap_mask.fill_(1.0)
+    return net
 
 
 class EntropySide(nn.Module):
@@ -97,7 +86,7 @@ class EntropySide(nn.Module):
         super().__init__()
         cm = model.compression
         self.cm, self.variant = cm, variant
-        m, width = cm.cfg.latent_channels, cm.cfg.context_channels
+        m = cm.cfg.latent_channels
         every = torch.ones(m, dtype=torch.bool)
         first = torch.arange(m) < split
         self.hyper_analysis = copy.deepcopy(cm.hyper_analysis)
@@ -110,11 +99,11 @@ class EntropySide(nn.Module):
             self.nets = nn.ModuleList([copy.deepcopy(cm.context)])
         elif variant == "g3":
             self.groups = [(every, True), (first, False), (~first, False)]
-            self.nets = nn.ModuleList([GroupContext(m, width, cm.context), GroupContext(m, width, cm.context)])
+            self.nets = nn.ModuleList([group_context(cm, cm.context), group_context(cm, cm.context)])
         elif variant == "g4":
             self.groups = [(first, True), (first, False), (~first, True), (~first, False)]
-            self.nets = nn.ModuleList([GroupContext(m, width, cm.context, inputs=first), GroupContext(m, width),
-                                       GroupContext(m, width, cm.context)])
+            self.nets = nn.ModuleList([group_context(cm, cm.context, inputs=first), group_context(cm),
+                                       group_context(cm, cm.context)])
         else:
             raise ValueError(f"unknown variant {variant!r}")
 

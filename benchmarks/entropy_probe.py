@@ -80,7 +80,7 @@ def group_context(cm: nn.Module, start: CheckerboardContext | None = None,
 
 
 class EntropySide(nn.Module):
-    """The trainable entropy side of one variant; `bits(y, rate_index)` is its rate."""
+    """The trainable entropy side of one variant; `bits(y, rate_index)` is its rate per image."""
 
     def __init__(self, model: nn.Module, variant: str, split: int) -> None:
         super().__init__()
@@ -129,7 +129,7 @@ class EntropySide(nn.Module):
                 symbols = torch.where(here, _ste_round(yg - mg), symbols)  # as the coder: from refined means
             decoded = decoded | here
         _, y_lik = cm.gaussian(yg, sg, means=mg, training=noise)
-        return -(torch.log2(y_lik).sum() + torch.log2(z_lik).sum())
+        return -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -158,6 +158,9 @@ def main() -> None:
     p.add_argument("--split", type=int, default=64, help="channels of the first slice (g3, g4)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=("bpp", "relative"), default="bpp",
+                   help="bpp: the mean rate (dominated by the high rate points); relative: each crop's bits over "
+                        "the model's own bits for it, so that every rate point weighs the same")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     model = sodec_plugin.load_model(a.model)
@@ -187,7 +190,13 @@ def main() -> None:
             top, left = (int(rng.integers(n - a.crop + 1)) for n in y.shape[-2:])
             crops.append(y[:, top:top + a.crop, left:left + a.crop])
         r = torch.from_numpy(rng.integers(side.cm.cfg.num_rates, size=a.batch))
-        loss = side.bits(torch.stack(crops), r, True) / (a.batch * (16 * a.crop) ** 2)
+        y = torch.stack(crops)
+        if a.loss == "relative":
+            with torch.no_grad():
+                own = as_is.bits(y, r, True)
+            loss = (side.bits(y, r, True) / own).mean()
+        else:
+            loss = side.bits(y, r, True).sum() / (a.batch * (16 * a.crop) ** 2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -199,7 +208,7 @@ def main() -> None:
             for name, ys in tests.items():
                 d = [100 * (n / o - 1) for n, o in zip(rates(side, ys), start[name], strict=True)]
                 print(f"| {step} | {name} | {np.mean(d):+.2f}% | {' '.join(f'{x:+.2f}' for x in d)} |", flush=True)
-    print(f"\n{a.variant}, {a.steps} steps, lr {a.lr}, batch {a.batch}, {time.time() - t0:.0f} s, "
+    print(f"\n{a.variant}, {a.loss} loss, {a.steps} steps, lr {a.lr}, batch {a.batch}, {time.time() - t0:.0f} s, "
           f"{torch.get_num_threads()} torch threads")
 
 

@@ -35,24 +35,20 @@ from common import device_line  # noqa: E402
 
 import sodec_plugin  # noqa: E402
 from sodec_plugin.codec import encoder_input  # noqa: E402
+from sodec_plugin.models.compression import _ste_round  # noqa: E402
 from sodec_plugin.models.context import CheckerboardContext, anchor_mask  # noqa: E402
-from sodec_plugin.train.data import list_images  # noqa: E402
+from sodec_plugin.train.data import CropDataset  # noqa: E402
 
 
 def cached_latents(model: nn.Module, folder: Path, downscale: float, cache: Path) -> list[torch.Tensor]:
-    """y of every image (downscaled as the trainer does when `downscale` < 1), cached on disk."""
-    path = cache / f"{folder.name}-{downscale}.pt"
+    """y of every image, loaded as the trainer loads it (CropDataset: downscaled by `downscale`, never
+    below 256 px), cached on disk per model and folder."""
+    path = cache / f"{getattr(model, 'digest', '')[:8] or 'model'}-{folder.name}-{downscale}.pt"
     if path.exists():
         return torch.load(path)
     ys = []
-    for f in list_images(folder):
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = max(downscale, 256 / min(w, h))
-            if s < 1:
-                im = im.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
-            x = encoder_input(im, 64)
+    for img in CropDataset(folder, crop=256, downscale=downscale).images:
+        x = encoder_input(Image.fromarray(img.permute(1, 2, 0).numpy()), 64)
         with torch.no_grad():
             ys.append(model.compression.analysis.forward_banded(x)[0].clone())
     cache.mkdir(parents=True, exist_ok=True)
@@ -130,10 +126,6 @@ class EntropySide(nn.Module):
             decoded = decoded | here
         _, y_lik = cm.gaussian(yg, sg, means=mg, training=noise)
         return -(torch.log2(y_lik).sum(dim=(1, 2, 3)) + torch.log2(z_lik).sum(dim=(1, 2, 3)))
-
-
-def _ste_round(x: torch.Tensor) -> torch.Tensor:
-    return torch.round(x).detach() + x - x.detach()
 
 
 @torch.no_grad()

@@ -252,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
     train(args.config, args.data, args.out, stage=args.stage, max_steps=args.max_steps, resume=args.resume,
-          recipe=args.recipe, device=args.device, init_from=args.init_from)
+          recipe=args.recipe, device=args.device, init_from=args.init_from, max_minutes=args.max_minutes)
     return 0
 
 
@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output folder (checkpoints, logs, model)")
     t.add_argument("--stage", type=int, choices=(1, 2, 3), default=1)
     t.add_argument("--max-steps", type=int, default=None, help="stop after this global step (resume later)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="also stop (checkpoint, export model-stageN) after this much wall-clock time")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     t.add_argument("--recipe", default=None, help="built-in recipe name or recipe JSON (default: by config)")
     t.add_argument("--device", default=None)

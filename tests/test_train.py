@@ -87,6 +87,21 @@ def test_resume_continues_exactly(data, tmp_path):
     assert la == lb
 
 
+def test_a_time_limit_stops_with_a_checkpoint_and_weights(data, tmp_path):
+    """--max-minutes (a machine lent for a fixed time): the run ends early but leaves a checkpoint
+    to resume from and the weights it reached, never a finished `model/` it did not finish."""
+    out = tmp_path / "run"
+    t = train("tiny", str(data), str(out), stage=1, progress=False, max_minutes=0)
+    assert t.step == 1 < t.sr.steps
+    assert not (out / "model").exists()
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model-stage1" / "model.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["training"])["steps"] == 1
+    resumed = Trainer(t.cfg, t.recipe, data, out, 1)
+    assert resumed.resume() and resumed.step == 1
+
+
 def test_resample_gains_keeps_shared_points_and_interpolates_in_log_lambda():
     g = torch.tensor([[1.0, 2.0], [4.0, 8.0]])
     out = resample_gains(g, (0.001, 0.004), (0.0005, 0.001, 0.002, 0.004))

@@ -69,21 +69,26 @@ class CropDataset:
         rng = np.random.default_rng([seed, step] if rank == 0 else [seed, step, rank])
         out = torch.empty(size, 3, self.crop, self.crop)
         for i in range(size):
-            img = self.images[int(rng.integers(len(self.images)))]
-            _, h, w = img.shape
-            side = self.crop
-            if self.random_downscale < 1:
-                lo = max(self.random_downscale, self.crop / min(h, w))
-                if lo < 1:
-                    side = min(h, w, round(self.crop / math.exp(rng.uniform(math.log(lo), 0.0))))
-            top = int(rng.integers(h - side + 1))
-            left = int(rng.integers(w - side + 1))
-            c = img[:, top:top + side, left:left + side]
-            if rng.random() < 0.5:
-                c = c.flip(-1)
-            c = c.float() / 255.0
-            if side != self.crop:
-                c = torch.nn.functional.interpolate(c[None], size=(self.crop, self.crop), mode="bilinear",
-                                                    antialias=True, align_corners=False)[0].clamp_(0, 1)
-            out[i] = c
+            out[i] = self.sample(rng)[1]
         return out
+
+    def sample(self, rng: np.random.Generator) -> tuple[int, torch.Tensor]:
+        """One random crop, (3, crop, crop) in [0, 1], and the index of the image it came from."""
+        index = int(rng.integers(len(self.images)))
+        img = self.images[index]
+        _, h, w = img.shape
+        side = self.crop
+        if self.random_downscale < 1:
+            lo = max(self.random_downscale, self.crop / min(h, w))
+            if lo < 1:
+                side = min(h, w, round(self.crop / math.exp(rng.uniform(math.log(lo), 0.0))))
+        top = int(rng.integers(h - side + 1))
+        left = int(rng.integers(w - side + 1))
+        c = img[:, top:top + side, left:left + side]
+        if rng.random() < 0.5:
+            c = c.flip(-1)
+        c = c.float() / 255.0
+        if side != self.crop:
+            c = torch.nn.functional.interpolate(c[None], size=(self.crop, self.crop), mode="bilinear",
+                                                antialias=True, align_corners=False)[0].clamp_(0, 1)
+        return index, c

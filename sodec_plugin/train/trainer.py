@@ -128,10 +128,14 @@ class Trainer:
         drops = sum(step >= f * self.sr.steps for f in self.sr.lr_drops)
         return self.sr.lr * 0.1**drops
 
-    def run(self, max_steps: int | None = None, progress: bool = True) -> list[StepResult]:
+    def run(self, max_steps: int | None = None, progress: bool = True,
+            max_seconds: float | None = None) -> list[StepResult]:
+        """Train to the stage's last step, or `max_steps`; `max_seconds` of wall clock also ends the run,
+        after a checkpoint, so a job on a machine lent for a fixed time always leaves weights behind."""
         from tqdm import tqdm
 
         end = self.sr.steps if max_steps is None else min(self.sr.steps, max_steps)
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
         results: list[StepResult] = []
         log_path = self.out / f"log-stage{self.stage}.csv"
         self.model.train()
@@ -171,10 +175,13 @@ class Trainer:
                         for k, v in list(row.items())[2:]:
                             board.add_scalar(f"stage{self.stage}/{k}", v, self.step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[4:8]})
-                if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if self.step % self.recipe.checkpoint_every == 0 or self.step == end or out_of_time:
                     self.save_checkpoint()
                     if board is not None:
                         board.flush()
+                if out_of_time:
+                    break
         if board is not None:
             board.close()
         return results
@@ -282,7 +289,7 @@ def _accelerator(recipe: TrainRecipe) -> Any:
 
 def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | None = None, resume: bool = False,
           recipe: str | None = None, device: str | None = None, init_from: str | None = None,
-          progress: bool = True) -> Trainer:
+          progress: bool = True, max_minutes: float | None = None) -> Trainer:
     """The `sodec train` command as a function."""
     cfg = resolve_config(config)
     recipes = builtin_recipes()
@@ -297,7 +304,7 @@ def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | Non
     if t.rank == 0:
         (Path(out) / "run.json").write_text(json.dumps({"config": cfg.to_dict(), "recipe": rec.to_dict(),
                                                         "stage": stage, "argv": sys.argv}, indent=2, default=str))
-    t.run(max_steps=max_steps, progress=progress)
+    t.run(max_steps=max_steps, progress=progress, max_seconds=None if max_minutes is None else 60 * max_minutes)
     if t.rank == 0:
         t.export(Path(out) / f"model-stage{stage}")
         if t.step >= t.sr.steps:

@@ -219,6 +219,19 @@ CANDIDATES: tuple[Release, ...] = (
         "(60430844..., PSNR 32.35 dB at quality 38 and 31.32 dB at quality 75). An earlier 12,000-step "
         "schedule at lr 1e-4, probed at step 4,750 before its drop, was +2.1% / +1.5% on Kodak."),
     ),
+    Release(
+        "sodec-lite-13", None,
+        parent="sodec-lite-11", network=LITE_GAINED,
+        recipe=_crops256(16, 4000, lr=5e-5, batch_size=16, lr_drops=(0.6,), ms_ssim_weight=0.02, downscale=1.0,
+                         gradient_checkpointing=False),
+        data="runs/gpu-data",
+        note=(
+        "`sodec-lite-12`'s recipe for one GPU session (benchmarks/gpu_session.py): batch 16 instead of 2, lr "
+        "5e-5 dropped to 5e-6 at 60%, on the photos packed into the device upload by `gpu_session.py "
+        "prepare` (the training folder and crops of the high-resolution photos, already at the trainer's "
+        "scales, hence downscale 1), for as many of the 4,000 steps as the session's minutes allow. Not "
+        "trained yet: no GPU has been lent since it was prepared."),
+    ),
 )
 
 # The model the package ships and uses when none is named.

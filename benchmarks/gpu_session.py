@@ -100,10 +100,14 @@ class Log:
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
-    def run(self, cmd: list[str], env: dict[str, str], to: Path | None = None) -> int:
+    def run(self, cmd: list[str], env: dict[str, str], to: Path | None = None, timeout: float | None = None) -> int:
         self(" ".join(cmd))
         with open(to or self.path, "a") as f:
-            rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+            try:
+                rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    timeout=timeout).returncode
+            except subprocess.TimeoutExpired:  # a hung step must not take the training's minutes
+                rc = 124
         if to is not None:  # the check's own log: its table also goes to the session's output
             print(to.read_text()[-6000:], flush=True)
         self(f"exit status {rc}")
@@ -127,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     if shutil.which("nvidia-smi"):
         log.run(["nvidia-smi", "-L"], env)
-    log.run([sys.executable, "benchmarks/gpu_check.py", "--device", args.device, "--budget-s", str(args.check_s),
-             "--json", str(out / "gpu-check.json"), *args.check_args.split()], env, to=out / "gpu-check.log")
+    check = [sys.executable, "benchmarks/gpu_check.py", "--device", args.device, "--budget-s", str(args.check_s),
+             "--json", str(out / "gpu-check.json"), *args.check_args.split()]
+    log.run(check, env, to=out / "gpu-check.log", timeout=args.check_s + 60)
     minutes = (args.total_s - log.elapsed() - args.export_s) / 60
     if minutes <= 0:
         log(f"no time left to train ({log.elapsed():.0f} s spent of {args.total_s:.0f})")

@@ -91,9 +91,12 @@ def test_a_time_limit_stops_with_a_checkpoint_and_weights(data, tmp_path):
     """--max-minutes (a machine lent for a fixed time): the run ends early but leaves a checkpoint
     to resume from and the weights it reached, never a finished `model/` it did not finish."""
     out = tmp_path / "run"
-    t = train("tiny", str(data), str(out), stage=1, progress=False, max_minutes=0)
+    recipe = dataclasses.replace(builtin_recipes()["tiny"], log_every=50, checkpoint_every=50)
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))
+    t = train("tiny", str(data), str(out), stage=1, progress=False, max_minutes=0, recipe=str(tmp_path / "recipe.json"))
     assert t.step == 1 < t.sr.steps
     assert not (out / "model").exists()
+    assert [r["step"] for r in _rows(out, 1)] == ["1"]  # the last step is logged, as at a normal end
     from safetensors import safe_open
 
     with safe_open(str(out / "model-stage1" / "model.safetensors"), framework="pt") as f:

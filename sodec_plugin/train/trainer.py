@@ -162,7 +162,8 @@ class Trainer:
                 results.append(res)
                 self.step += 1
                 bar.update(1)
-                if self.step % self.recipe.log_every == 0 or self.step == end:
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if self.step % self.recipe.log_every == 0 or self.step == end or out_of_time:
                     row = {"stage": self.stage, "step": self.step, "lr": self.lr_at(self.step - 1),
                            "seconds": round(time.time() - t0, 2), "loss": res.loss, **res.values}
                     if writer is None:
@@ -175,7 +176,6 @@ class Trainer:
                         for k, v in list(row.items())[2:]:
                             board.add_scalar(f"stage{self.stage}/{k}", v, self.step)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[4:8]})
-                out_of_time = deadline is not None and time.monotonic() >= deadline
                 if self.step % self.recipe.checkpoint_every == 0 or self.step == end or out_of_time:
                     self.save_checkpoint()
                     if board is not None:

@@ -230,7 +230,11 @@ CANDIDATES: tuple[Release, ...] = (
         "5e-5 dropped to 5e-6 at 60%, on the photos packed into the device upload by `gpu_session.py "
         "prepare` (the training folder and crops of the high-resolution photos, already at the trainer's "
         "scales, hence downscale 1), for as many of the 4,000 steps as the session's minutes allow. Not "
-        "trained yet: no GPU has been lent since it was prepared."),
+        "trained yet: no GPU has been lent since it was prepared. A CPU probe of the pack (261 files, 15.5 "
+        "MiB: `sodec-lite-12`'s own recipe at batch 2 on it, downscale 1, stopped at step 3,750 of 5,000) "
+        "measured -3.80% / -3.80% (PSNR / MS-SSIM) on CLIC and +1.15% / +0.46% on Kodak against "
+        "`sodec-lite-11`, about half of `sodec-lite-12`'s CLIC gain on the full folders and worse on Kodak: "
+        "the pack may be too small (87 whole small photos), so try more, smaller files before a GPU run."),
     ),
 )
 

@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sodec_plugin.releases import DEFAULT_DATA  # noqa: E402  (the training folder's one home)
+
 UPLOAD_LIMIT = 64 * 2**20
 WHEELS = Path(".whl")  # relative to the repository root, on both machines
 DATA = Path("runs/gpu-data")
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("prepare", help="here: wheels and packed photos for the upload")
-    p.add_argument("--small", type=Path, default=ROOT.parent / "shared" / "data" / "train")
+    p.add_argument("--small", type=Path, default=ROOT / DEFAULT_DATA, help="small photos (the training folder)")
     p.add_argument("--hr", type=Path, default=None, help="high-resolution photos (docs/data.md's hr-train)")
     p.add_argument("--hr-share", type=float, default=0.5)
     p.add_argument("--max-mib", type=float, default=None, help="at most this much photo data (default: what fits)")

@@ -163,6 +163,29 @@ def test_two_processes_train_one_model(data, tmp_path, tiny_full):
     assert SODECModel.from_folder(tmp_path / "model").digest
 
 
+def test_two_processes_stop_on_time_together(data, tmp_path):
+    """--max-minutes under torchrun: both ranks stop at the same step and rank 0 exports model-stage1.
+    (The ranks decide together, Trainer._any_rank; this run does not force their clocks apart, so it
+    checks the distributed stop end to end, not that race itself.)"""
+    import os
+    import subprocess
+    import sys
+
+    recipe = dataclasses.replace(builtin_recipes()["tiny"], stage1=dataclasses.replace(
+        builtin_recipes()["tiny"].stage1, steps=10_000))
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sodec_plugin.cli", "train", "--config", "tiny", "--data", str(data), "--out", str(tmp_path / "run"),
+           "--recipe", str(tmp_path / "recipe.json"), "--max-minutes", "0.1"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(tmp_path / "run" / "log-stage1.csv") as f0, open(tmp_path / "run" / "log-stage1-rank1.csv") as f1:
+        last0, last1 = list(csv.DictReader(f0))[-1], list(csv.DictReader(f1))[-1]
+    assert last0["step"] == last1["step"] and 1 <= int(last0["step"]) < 10_000
+    assert (tmp_path / "run" / "model-stage1").is_dir() and not (tmp_path / "run" / "model").exists()
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_diffusion_stage(stage_runs, data, tmp_path, precision):
     """Autocast in the diffusion stages; fp16 adds a GradScaler whose state is checkpointed."""

@@ -162,7 +162,7 @@ class Trainer:
                 results.append(res)
                 self.step += 1
                 bar.update(1)
-                out_of_time = deadline is not None and time.monotonic() >= deadline
+                out_of_time = deadline is not None and self._any_rank(time.monotonic() >= deadline)
                 if self.step % self.recipe.log_every == 0 or self.step == end or out_of_time:
                     row = {"stage": self.stage, "step": self.step, "lr": self.lr_at(self.step - 1),
                            "seconds": round(time.time() - t0, 2), "loss": res.loss, **res.values}
@@ -185,6 +185,13 @@ class Trainer:
         if board is not None:
             board.close()
         return results
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank when it is true on one: ranks whose clocks disagree on the deadline
+        would otherwise leave the others waiting in the next gradient all-reduce."""
+        if self.accelerator is None:
+            return flag
+        return bool(self.accelerator.reduce(torch.tensor([float(flag)], device=self.device), "sum").item() > 0)
 
     def export(self, folder: str | Path | None = None, command: str | None = None) -> Path:
         folder = Path(folder) if folder is not None else self.out / "model"

@@ -95,3 +95,27 @@ def test_command_line(sources, tmp_path, capsys):
     assert "small:" in out and "hr:" in out and "MiB" in out
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "q"), "--max-mib", "1"])
+
+
+def test_small_crops_and_a_lower_quality_fit_more_photos(sources, tmp_path):
+    """One crop per small photo at quality 90 fits more distinct photos into the same bytes, each an
+    exact crop of what CropDataset holds (up to the JPEG error)."""
+    small, _ = sources
+    budget = 150_000
+    whole = pack(tmp_path / "whole", budget, small=small)
+    crops = pack(tmp_path / "crops", budget, small=small, small_crop=256, quality=90)
+    assert len({f.source for f in crops}) > len({f.source for f in whole})
+    assert all((f.width, f.height) == (256, 256) for f in crops)
+    ref = CropDataset(small, crop=256, downscale=0.75)
+    f = crops[0]
+    with Image.open(tmp_path / "crops" / f.name) as im:
+        packed = np.asarray(im.convert("RGB")).astype(np.float64)
+    img = ref.images[ref.files.index(small / f.source)].permute(1, 2, 0).numpy().astype(np.float64)
+    # Find the crop's place in its photo: the offset with the smallest error.
+    errors = [((img[t:t + 256, x:x + 256] - packed) ** 2).mean()
+              for t in range(img.shape[0] - 255) for x in range(img.shape[1] - 255)]
+    assert 10 * np.log10(255**2 / min(errors)) > 35
+    with pytest.raises(ValueError, match="quality"):
+        pack(tmp_path / "bad", budget, small=small, quality=0)
+    with pytest.raises(ValueError, match="training crop"):
+        pack(tmp_path / "bad", budget, small=small, small_crop=128)

@@ -40,12 +40,12 @@ class PackedFile:
     size: int
 
 
-def _jpeg(pixels: torch.Tensor) -> bytes:
-    """(3, H, W) uint8 or [0, 1] float pixels as a quality-95 4:4:4 JPEG."""
+def _jpeg(pixels: torch.Tensor, quality: int = JPEG_QUALITY) -> bytes:
+    """(3, H, W) uint8 or [0, 1] float pixels as a 4:4:4 JPEG."""
     if pixels.dtype != torch.uint8:
         pixels = (pixels * 255).round_().clamp_(0, 255).to(torch.uint8)
     buf = io.BytesIO()
-    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buf, "JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 
@@ -65,14 +65,18 @@ def _prepare(out: Path) -> None:
 
 def pack(out: str | Path, max_bytes: int, *, small: str | Path | None = None, hr: str | Path | None = None,
          hr_share: float = 0.5, crop: int = 256, hr_crop: int = 320, downscale: float = 0.75,
-         random_downscale: float = 0.35, seed: int = 0) -> list[PackedFile]:
+         random_downscale: float = 0.35, small_crop: int | None = None, quality: int = JPEG_QUALITY,
+         seed: int = 0) -> list[PackedFile]:
     """Fill `out` with up to `max_bytes` of JPEGs: `hr_share` of the budget for crops of the photos
     under `hr` (`hr_crop` px, each at a random scale as CropDataset takes them), the rest for photos
-    under `small`, whole, downscaled as CropDataset would for `crop` px crops."""
+    under `small`, downscaled as CropDataset would for `crop` px crops: whole, or one random
+    `small_crop` px crop of each, which fits more distinct photos into the budget."""
     if not 0 <= hr_share <= 1:
         raise ValueError(f"hr_share must be in [0, 1], not {hr_share}")
-    if hr_crop < crop:
-        raise ValueError(f"hr_crop ({hr_crop}) must be at least the training crop ({crop})")
+    if hr_crop < crop or (small_crop is not None and small_crop < crop):
+        raise ValueError(f"stored crops ({hr_crop}, {small_crop}) must be at least the training crop ({crop})")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100], not {quality}")
     out = Path(out)
     _prepare(out)
     rng = np.random.default_rng(seed)
@@ -93,14 +97,19 @@ def pack(out: str | Path, max_bytes: int, *, small: str | Path | None = None, hr
     if budget["small"] > 0:
         ds = CropDataset(small, crop=crop, downscale=downscale)
         for i in rng.permutation(len(ds.images)):
-            img = ds.images[i]
-            if not write("small", str(ds.files[i].relative_to(ds.root)), _jpeg(img), img.shape[2], img.shape[1]):
+            img = ds.images[int(i)]
+            if small_crop is not None:
+                _, h, w = img.shape
+                top, left = int(rng.integers(h - min(h, small_crop) + 1)), int(rng.integers(w - min(w, small_crop) + 1))
+                img = img[:, top:top + small_crop, left:left + small_crop]
+            source = str(ds.files[int(i)].relative_to(ds.root))
+            if not write("small", source, _jpeg(img, quality), img.shape[2], img.shape[1]):
                 break
     if budget["hr"] > 0:
         ds = CropDataset(hr, crop=hr_crop, downscale=downscale, random_downscale=random_downscale)
         while True:
             i, c = ds.sample(rng)
-            if not write("hr", str(ds.files[i].relative_to(ds.root)), _jpeg(c), hr_crop, hr_crop):
+            if not write("hr", str(ds.files[i].relative_to(ds.root)), _jpeg(c, quality), hr_crop, hr_crop):
                 break
     with open(out / MANIFEST, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -119,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hr-share", type=float, default=0.5, help="share of the budget for --hr crops")
     ap.add_argument("--crop", type=int, default=256, help="the training crop")
     ap.add_argument("--hr-crop", type=int, default=320, help="side of the stored --hr crops")
+    ap.add_argument("--small-crop", type=int, help="store one random crop of this side per small photo")
+    ap.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality (4:4:4)")
     ap.add_argument("--downscale", type=float, default=0.75)
     ap.add_argument("--random-downscale", type=float, default=0.35)
     ap.add_argument("--seed", type=int, default=0)
@@ -126,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.small is None and a.hr is None:
         ap.error("give --small, --hr or both")
     files = pack(a.out, int(a.max_mib * 2**20), small=a.small, hr=a.hr, hr_share=a.hr_share, crop=a.crop,
-                 hr_crop=a.hr_crop, downscale=a.downscale, random_downscale=a.random_downscale, seed=a.seed)
+                 hr_crop=a.hr_crop, downscale=a.downscale, random_downscale=a.random_downscale,
+                 small_crop=a.small_crop, quality=a.quality, seed=a.seed)
     for kind in ("small", "hr"):
         sel = [f for f in files if f.kind == kind]
         if sel:

@@ -37,6 +37,15 @@ def data_digest(files: list[Path], root: str | Path) -> str:
     return h.hexdigest()
 
 
+def random_window(img: torch.Tensor, side: int, rng: np.random.Generator) -> torch.Tensor:
+    """A `side` x `side` view of (C, H, W) `img` at a random place (top drawn before left: the
+    order every recorded run's batches depend on)."""
+    _, h, w = img.shape
+    top = int(rng.integers(h - side + 1))
+    left = int(rng.integers(w - side + 1))
+    return img[:, top:top + side, left:left + side]
+
+
 class CropDataset:
     """Images downscaled once by `downscale` (softens JPEG artefacts) and kept as uint8.
 
@@ -82,9 +91,7 @@ class CropDataset:
             lo = max(self.random_downscale, self.crop / min(h, w))
             if lo < 1:
                 side = min(h, w, round(self.crop / math.exp(rng.uniform(math.log(lo), 0.0))))
-        top = int(rng.integers(h - side + 1))
-        left = int(rng.integers(w - side + 1))
-        c = img[:, top:top + side, left:left + side]
+        c = random_window(img, side, rng)
         if rng.random() < 0.5:
             c = c.flip(-1)
         c = c.float() / 255.0

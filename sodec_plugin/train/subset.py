@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import CropDataset
+from .data import CropDataset, random_window
 
 JPEG_QUALITY = 95
 MANIFEST = "MANIFEST.tsv"
@@ -101,9 +101,7 @@ def pack(out: str | Path, max_bytes: int, *, small: str | Path | None = None, hr
         for i in rng.permutation(len(ds.images)):
             img = ds.images[int(i)]
             if small_crop is not None:
-                _, h, w = img.shape
-                top, left = int(rng.integers(h - min(h, small_crop) + 1)), int(rng.integers(w - min(w, small_crop) + 1))
-                img = img[:, top:top + small_crop, left:left + small_crop]
+                img = random_window(img, min(small_crop, *img.shape[1:]), rng)
             source = str(ds.files[int(i)].relative_to(ds.root))
             if not write("small", source, _jpeg(img, quality), img.shape[2], img.shape[1]):
                 break

@@ -354,10 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
-    # compressai calls torch.jit.script at import, which torch >= 2.10 flags as deprecated: not the user's concern.
-    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -136,6 +136,28 @@ print(json.dumps({{"import_s": t1 - t0, "open_s": t2 - t1, "size": size, "mode":
     print(f"import {r['import_s'] * 1e3:.0f} ms, open {r['open_s'] * 1e3:.1f} ms")
 
 
+def test_first_decode_prints_no_third_party_warning(tmp_path: Path, rgb_file: bytes, model: Path) -> None:
+    """A fresh process's first decode imports torch and compressai; a script that only opens a
+    picture must not see their warnings under Python's default filters (compressai's torch_geometric
+    calls torch.jit.script, which torch >= 2.10 flags with a FutureWarning)."""
+    path = tmp_path / "a.sdc"
+    path.write_bytes(rgb_file)
+    script = f"""
+import pillow_codec
+from PIL import Image
+pillow_codec.register_sodec_opener(model={str(model)!r})
+with Image.open({str(path)!r}) as im:
+    im.load()
+print(im.size)
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "(64, 48)"
+    assert "Warning" not in out.stderr, out.stderr[-2000:]
+
+
 class CountingIO(io.BytesIO):
     def __init__(self, data: bytes) -> None:
         super().__init__(data)

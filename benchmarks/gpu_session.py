@@ -32,11 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sodec_plugin.releases import DEFAULT_DATA  # noqa: E402  (the training folder's one home)
-
 UPLOAD_LIMIT = 64 * 2**20
 WHEELS = Path(".whl")  # relative to the repository root, on both machines
 DATA = Path("runs/gpu-data")
+TRAINING_FOLDER = ROOT.parent / "shared" / "data" / "train"  # docs/data.md: the data set "train"
 # What the device image lacks, at the versions this environment runs (KINDS.md lists its packages).
 MISSING_THERE = ("compressai", "diffusers", "pytorch-msssim")
 DEVICE_PYTHON = "3.12"
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
     p = sub.add_parser("prepare", help="here: wheels and packed photos for the upload")
-    p.add_argument("--small", type=Path, default=ROOT / DEFAULT_DATA, help="small photos (the training folder)")
+    p.add_argument("--small", type=Path, default=TRAINING_FOLDER, help="small photos (the training folder)")
     p.add_argument("--hr", type=Path, default=None, help="high-resolution photos (docs/data.md's hr-train)")
     # The pack that trained best in the CPU probes (sodec-lite-13's entry): about 70% of the files small
     # photos, as in the full training folders, one 256 px crop of each at quality 90.

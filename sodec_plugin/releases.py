@@ -1,11 +1,12 @@
 """Every model this project has trained for release: the one table, one entry per model.
 
-An entry holds all there is to know of a model: its name and the sha256 of its weights, the network
-(the config fields that differ from `SODECConfig`'s defaults), the training recipe (the fields that
-differ from `TrainRecipe`'s), the model it was trained from, its data, and the note that tells what
-it is and what it measured. `config.builtin_configs`, `train.recipe.builtin_recipes`, the model
-cards and the README's list of models are all derived from it (tests check the README and each
-shipped config.json against it).
+An entry holds what code needs to know of a model: its name and the sha256 of its weights, the
+network (the config fields that differ from `SODECConfig`'s defaults), the training recipe (the
+fields that differ from `TrainRecipe`'s), the model it was trained from, the data set it was trained
+on (a name from docs/data.md) and the one paragraph its model card says of it. `config.builtin_configs`,
+`train.recipe.builtin_recipes`, the model cards and the list of models in docs/models.md are all
+derived from it (tests check docs/models.md and each shipped config.json against it). How each model
+was made and what else was measured of it is in docs/models.md.
 
 A file names its model by the first 8 hex digits of the weights' sha256, so a release is forever:
 the package ships the current default only, and every release (the default too) is published
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HUB_ORG = "sodec-project"
-DEFAULT_DATA = "../shared/data/train"
+# The data sets a model can be trained on, by the names docs/data.md gives them (where each comes
+# from and how to rebuild it); `sodec train --data DIR` takes the folder that holds one.
+DEFAULT_DATA = "train"
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class Release:
     parent: str | None = None  # the model it was trained from (`--init-from`)
     network: dict[str, Any] = field(default_factory=dict, hash=False)  # SODECConfig fields
     recipe: dict[str, Any] = field(default_factory=dict, hash=False)  # TrainRecipe fields
-    data: str = DEFAULT_DATA
-    note: str = ""  # what it is and what it measured (markdown, one paragraph)
+    data: str = DEFAULT_DATA  # a data set named in docs/data.md
+    note: str = ""  # the model card's paragraph: what it is and how it compares (markdown)
 
     @property
     def released(self) -> bool:
@@ -83,8 +86,8 @@ LITE_BLOCKS: dict[str, Any] = {**LITE_CONTEXT, "analysis_blocks": 3, "synthesis_
 # sodec-lite-11 onwards: blocks on D_a's 1/8 grid too, and a hyper gain.
 LITE_GAINED: dict[str, Any] = {**LITE_BLOCKS, "synthesis_blocks_1_8": 3, "hyper_gain": True}
 
-# Oldest first. The default (DEFAULT_MODEL) ships in the wheel; the weights of every release up to
-# sodec-lite-11 are in git commit a1760c8 under sodec_plugin/weights/.
+# Oldest first. The default (DEFAULT_MODEL) ships in the wheel; docs/models.md says where the
+# weights of the others are.
 RELEASES: tuple[Release, ...] = (
     Release(
         "sodec-lite", "0cbdc2526e662ae94bb667ba0d4d2391f603f6335bab22a5cb4db2d6246f8990",
@@ -105,8 +108,7 @@ RELEASES: tuple[Release, ...] = (
         parent="sodec-lite-2", network=LITE_RATES, recipe=_crops256(4, 12500),
         note=(
         "`sodec-lite-2` continued for 12,500 steps on 256 px crops (batch 2). Against `sodec-lite-2` it saved "
-        "26.0% of the bits at equal PSNR on Kodak; the same run on 128 px crops (batch 8) saved 12.2%: at 128 "
-        "px the hyper latent is 2x2, too small for the hyperprior to learn the context of a whole photo."),
+        "26.0% of the bits at equal PSNR on Kodak."),
     ),
     Release(
         "sodec-lite-4", "845471c3c2e4218b74d442d98c235919cec0795f3daa9494cf526126015915ca",
@@ -121,8 +123,7 @@ RELEASES: tuple[Release, ...] = (
         note=(
         "`sodec-lite-4` with a checkerboard context model (64 channels), 30,000 steps on 256 px crops (batch "
         "2, seed 6). Against `sodec-lite-4` it saved 12.4% of the bits at equal PSNR (10.0% at equal MS-SSIM) "
-        "on Kodak; the context model's own share (the same weights with its head zeroed, 5 Kodak images) was "
-        "21.7% of the bytes at quality 1, 8.0% at 50, 2.9% at 100."),
+        "on Kodak."),
     ),
     Release(
         "sodec-lite-6", "057a9ab626d5ec5cbca92c00b5183ed3c16537dacf36cebad57304cbc9f28099",
@@ -134,14 +135,12 @@ RELEASES: tuple[Release, ...] = (
     ),
     Release(
         "sodec-lite-7", "d3ac4348c187dea6e484642dec0372f069cf045c51292a320871bd81089830e9",
-        parent="sodec-lite-6", network=LITE_CONTEXT, recipe=_crops256(9, 36000, batch_size=16), data="runs/bsds500",
+        parent="sodec-lite-6", network=LITE_CONTEXT, recipe=_crops256(9, 36000, batch_size=16),
+        data="train-bsds500",
         note=(
-        "`sodec-lite-6` continued for 36,000 steps on one H100 GPU (23 minutes): 256 px crops, batch 16, seed "
-        "9, on the 500 BSDS500 photos of the training folder (the subset that fits the GPU machine's upload: "
-        "`mkdir -p runs/bsds500 && cp ../shared/data/train/bsds500_* runs/bsds500/`, then `sodec train "
-        "--config sodec-lite-7 --data runs/bsds500 ...`). Against `sodec-lite-6` it saved 5.9% of the bits at "
-        "equal PSNR (3.6% at equal MS-SSIM) on Kodak, more than the 2 hours of CPU training that made "
-        "`sodec-lite-6` (3.1%)."),
+        "`sodec-lite-6` continued for 36,000 steps on one GPU: 256 px crops, batch 16, seed 9, on the 500 "
+        "BSDS500 photos of the training folder. Against `sodec-lite-6` it saved 5.9% of the bits at equal "
+        "PSNR (3.6% at equal MS-SSIM) on Kodak."),
     ),
     Release(
         "sodec-lite-8", "d411bcc5485f2b69d0adc63fef7bee1173ac93f230588382de372df1b1150fbb",
@@ -159,12 +158,9 @@ RELEASES: tuple[Release, ...] = (
         "`sodec-lite-8` with three residual blocks on the 1/16 latent grid after the encoder and three before "
         "the fidelity decoder (they start as the identity), trained 15,000 steps on all of the training "
         "folder with distortion MSE + 0.015 x (1 - MS-SSIM) (256 px crops, batch 2, lr 1e-4, 1e-5 from step "
-        "10,500, seed 12): `sodec train --config sodec-lite-9 --data ../shared/data/train --out runs/lite9 "
-        "--init-from sodec_plugin/weights/sodec-lite-8`. Against `sodec-lite-8` it saved 5.4% of the bits at "
-        "equal MS-SSIM and the same at equal PSNR (-0.02%) on Kodak; the blocks add about 25 ms to decoding a "
-        "768x512 image and 7 MB to the weights. Tried before on `sodec-lite-8`'s network, ms_ssim_weight "
-        "0.025 alone (probe at step 5,250 of 20,000, lr still 1e-4): -5.1% (MS-SSIM) but +8.7% (PSNR) against "
-        "`sodec-lite-8`."),
+        "10,500, seed 12). Against `sodec-lite-8` it saved 5.4% of the bits at equal MS-SSIM and the same at "
+        "equal PSNR (-0.02%) on Kodak; the blocks add about 25 ms to decoding a 768x512 image and 7 MB to the "
+        "weights."),
     ),
     Release(
         "sodec-lite-10", "147ea0948d0aa6b519b34589218578e04ec634e87712dd3e4025557ce3baedf4",
@@ -172,11 +168,10 @@ RELEASES: tuple[Release, ...] = (
         note=(
         "`sodec-lite-9` trained 15,000 more steps on all of the training folder with more weight on MS-SSIM "
         "(distortion MSE + 0.02 x (1 - MS-SSIM); 256 px crops, batch 2, lr 1e-4, 1e-5 from step 10,500, seed "
-        "13), same network: `sodec train --config sodec-lite-10 --data ../shared/data/train --out runs/lite10 "
-        "--init-from sodec_plugin/weights/sodec-lite-9` (add `--resume` to continue an interrupted run). "
-        "Against `sodec-lite-9` it saves 3.5% of the bits at equal MS-SSIM and the same at equal PSNR "
-        "(-0.03%) on Kodak; same network, so the same decoding cost and size (15 MB). Its rate points sit a "
-        "little higher again: 0.023 to 0.59 bpp. Against AVIF on Kodak: -9.5% (MS-SSIM) / +8.5% (PSNR)."),
+        "13), same network. Against `sodec-lite-9` it saves 3.5% of the bits at equal MS-SSIM and the same at "
+        "equal PSNR (-0.03%) on Kodak; same network, so the same decoding cost and size (15 MB). Its rate "
+        "points sit a little higher again: 0.023 to 0.59 bpp. Against AVIF on Kodak: -9.5% (MS-SSIM) / +8.5% "
+        "(PSNR)."),
     ),
     Release(
         "sodec-lite-11", "73f26b205c252580d868063f93bcde5aecfa3596431f8b18bc33b392d2619cd8",
@@ -186,14 +181,11 @@ RELEASES: tuple[Release, ...] = (
         "upsampling (the 1/8 grid) and a hyper gain (a gain vector per rate point on the hyper latent z, as y "
         "has; Cui et al. 2021), both starting as the identity, trained 10,000 steps on all of the training "
         "folder with the same loss as `sodec-lite-10` (256 px crops, batch 2, lr 1e-4, 1e-5 from step 7,000, "
-        "seed 14; 1 h 27 min on the 2 CPU cores): `sodec train --config sodec-lite-11 --data "
-        "../shared/data/train --out runs/lite11 --init-from sodec_plugin/weights/sodec-lite-10`. Against "
-        "`sodec-lite-10` it saves 1.2% of the bits at equal MS-SSIM and 0.6% at equal PSNR on Kodak, enough "
-        "to pass the AVIF MS-SSIM target below. The hyper gains learnt to shrink z at low rates (0.96 on "
-        "average at the lowest rate point, 1.01 at the highest): on kodim01 z takes 176 B at quality 1 (200 B "
-        "in `sodec-lite-10`) and 216 B at quality 100. The blocks add about 35 ms to decoding a 768x512 image "
-        "on one thread and 1 MB to the weights (16 MB). Against AVIF on Kodak: -10.5% (MS-SSIM) / +8.0% "
-        "(PSNR)."),
+        "seed 14). Against `sodec-lite-10` it saves 1.2% of the bits at equal MS-SSIM and 0.6% at equal PSNR "
+        "on Kodak. The hyper gains learnt to shrink z at low rates (0.96 on average at the lowest rate point, "
+        "1.01 at the highest): on kodim01 z takes 176 B at quality 1 (200 B in `sodec-lite-10`) and 216 B at "
+        "quality 100. The blocks add about 35 ms to decoding a 768x512 image on one thread and 1 MB to the "
+        "weights (16 MB). Against AVIF on Kodak: -10.5% (MS-SSIM) / +8.0% (PSNR)."),
     ),
 )
 
@@ -203,47 +195,25 @@ CANDIDATES: tuple[Release, ...] = (
         "sodec-lite-12", None,
         parent="sodec-lite-11", network=LITE_GAINED,
         recipe=_crops256(15, 5000, lr=3e-5, ms_ssim_weight=0.02, random_downscale=0.35, lr_drops=(0.6,)),
-        data="/work/data/mix",
+        data="train+hr-train",
         note=(
         "`sodec-lite-11`'s network trained further on the training folder plus the 338 high-resolution "
         "photos of docs/data.md, each crop at a random scale down to 0.35 of the photo (stored at <= 2560 "
-        "px, loaded at 0.75 of that): 5,000 steps, lr 3e-5 dropped to 3e-6 at 60% (one torch thread, "
-        "1.8 it/s alone, 55 min next to a second run). Measured against `sodec-lite-11` with `sodec eval "
-        "DIR --model runs/sodec-lite-12/model --baselines` and `sodec compare`: on CLIC 2025 validation (26 "
-        "images) -7.15% BD-rate at equal PSNR and -5.65% at equal MS-SSIM (per-image means -6.54% / "
-        "-6.16%); on Kodak +0.03% / +0.01% (per-image +0.19% / +0.04%), so it fails the release rule (3% on "
-        "both sets). Against the baselines of the sodec-lite-11 evaluation on CLIC: AVIF +24.9% (PSNR) / "
-        "+9.0% (MS-SSIM), JPEG XL -24.2% / -40.6%; lowest point 0.0199 bpp; its quality ladder is monotone "
-        "on every image of both sets. The same run at lr 1e-4 (8,000 steps, dropped at 60%) did worse: "
-        "CLIC -1.14% / -1.90%, Kodak +0.41% / -0.46%, and 12 ladder violations on one smooth CLIC photo "
-        "(60430844..., PSNR 32.35 dB at quality 38 and 31.32 dB at quality 75). An earlier 12,000-step "
-        "schedule at lr 1e-4, probed at step 4,750 before its drop, was +2.1% / +1.5% on Kodak. Session 18, the "
-        "same recipe from `sodec-lite-11`, evaluated the same way: with seed 16 instead of 15, CLIC -5.35% / -4.37% "
-        "and Kodak +0.08% / +0.07%, so the seed alone moves the CLIC BD-rate by about 1.8 points (PSNR) and 1.3 "
-        "(MS-SSIM); at 8,000 steps instead of 5,000 (seed 15, lr 3e-5 dropped at 60%; 1 h 18 min), CLIC -7.02% / "
-        "-5.89% and Kodak +0.14% / -0.12%: more CPU steps do not pay. Quality ladders monotone on every image in "
-        "both."),
+        "px, loaded at 0.75 of that): 5,000 steps, lr 3e-5 dropped to 3e-6 at 60%. Against `sodec-lite-11`: "
+        "on CLIC 2025 validation (26 images) -7.15% BD-rate at equal PSNR and -5.65% at equal MS-SSIM; on "
+        "Kodak +0.03% / +0.01%."),
     ),
     Release(
         "sodec-lite-13", None,
         parent="sodec-lite-11", network=LITE_GAINED,
         recipe=_crops256(16, 4000, lr=5e-5, batch_size=16, lr_drops=(0.6,), ms_ssim_weight=0.02, downscale=1.0,
                          gradient_checkpointing=False),
-        data="runs/gpu-data",
+        data="train+hr-train-packed",
         note=(
-        "`sodec-lite-12`'s recipe for one GPU session (benchmarks/gpu_session.py): batch 16 instead of 2, lr 5e-5 "
-        "dropped to 5e-6 at 60%, on the photos packed into the device upload by `gpu_session.py prepare` (the "
-        "training folder and crops of the high-resolution photos, already at the trainer's scales, hence downscale "
-        "1), for as many of the 4,000 steps as the session's minutes allow. Not trained yet: no GPU has been lent "
-        "since it was prepared. CPU probes of the pack, `sodec-lite-12`'s own recipe at batch 2 on it (downscale 1,"
-        " 5,000 steps), against `sodec-lite-11`, PSNR / MS-SSIM BD-rate: the pack made as `prepare` now makes it, "
-        "at 15.5 MiB (535 files: one 256 px crop of each of 372 small photos and 163 crops of 133 high-resolution "
-        "ones, JPEG quality 90; `prepare` fits 541) -5.41% / -4.64% on CLIC and +0.68% / +0.61% on Kodak; the first"
-        " pack (261 files: 87 whole small photos, 174 crops, quality 95) -3.47% / -3.50% and +0.95% / +0.14% "
-        "(-3.80% / -3.80% and +1.15% / +0.46% at step 3,750); the full folders (`sodec-lite-12`) -7.15% / -5.65% "
-        "and +0.03% / +0.01%. So the pack seemed to cost about a quarter of the CLIC gain and 0.6% on Kodak; but on "
-        "CLIC that is within the spread of seeds (`sodec-lite-12`'s note). Quality ladders monotone on every image "
-        "in all three."),
+        "`sodec-lite-12`'s recipe for one GPU run (benchmarks/gpu_session.py): batch 16 instead of 2, lr 5e-5 "
+        "dropped to 5e-6 at 60%, on the photos packed by `gpu_session.py prepare` (the training folder and "
+        "crops of the high-resolution photos, already at the trainer's scales, hence downscale 1), for as "
+        "many of the 4,000 steps as the run's time allows. Not trained yet."),
     ),
 )
 
@@ -269,33 +239,42 @@ def download_command(release: Release) -> str:
     return f"sodec download {release.name}"
 
 
-def markdown_list() -> str:
-    """The README's list of released models, newest first, derived from the notes."""
+def markdown_list(entries: tuple[Release, ...] = RELEASES) -> str:
+    """`entries` as a markdown list, newest first, each with its card's paragraph."""
     import textwrap  # maintainers only: releases.py is read at header time
 
     items = []
-    for r in reversed(RELEASES):
+    for r in reversed(entries):
         role = ", the default" if r.name == DEFAULT_MODEL else (", the first release" if r is RELEASES[0] else "")
         items.append(textwrap.fill(f"- `{r.name}`{role}: {r.note}", width=100, subsequent_indent="  ",
                                    break_on_hyphens=False, break_long_words=False))
     return "\n".join(items) + "\n"
 
 
-README_BEGIN = "<!-- releases: generated from sodec_plugin/releases.py by `python -m sodec_plugin.releases` -->\n"
-README_END = "<!-- /releases -->\n"
+LIST_PAGE = "docs/models.md"  # relative to the repository root
+LISTS: dict[str, tuple[Release, ...]] = {"releases": RELEASES, "candidates": CANDIDATES}
 
 
-def with_release_list(readme: str) -> str:
-    """`readme` with the text between the release-list markers replaced by markdown_list()."""
-    head, begin, rest = readme.partition(README_BEGIN)
-    _, end, tail = rest.partition(README_END)
-    if not begin or not end:
-        raise ValueError("the README has no release-list markers")
-    return head + begin + markdown_list() + end + tail
+def list_markers(key: str) -> tuple[str, str]:
+    """The lines that open and close the generated list `key` of LISTS."""
+    return (f"<!-- {key}: generated from sodec_plugin/releases.py by `python -m sodec_plugin.releases` -->\n",
+            f"<!-- /{key} -->\n")
 
 
-if __name__ == "__main__":  # rewrite the README's list after editing a note or adding a release
+def with_release_lists(text: str) -> str:
+    """`text` with what lies between each list's markers replaced by its markdown_list()."""
+    for key, entries in LISTS.items():
+        begin_marker, end_marker = list_markers(key)
+        head, begin, rest = text.partition(begin_marker)
+        _, end, tail = rest.partition(end_marker)
+        if not begin or not end:
+            raise ValueError(f"no {key} list markers")
+        text = head + begin + markdown_list(entries) + end + tail
+    return text
+
+
+if __name__ == "__main__":  # rewrite docs/models.md's lists after editing a note or adding a release
     from pathlib import Path
 
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    readme.write_text(with_release_list(readme.read_text()))
+    page = Path(__file__).resolve().parents[1] / LIST_PAGE
+    page.write_text(with_release_lists(page.read_text()))

@@ -229,12 +229,14 @@ def test_each_shipped_model_card_is_derived_from_its_entry(tmp_path):
         assert releases.BY_NAME[name].note in card
 
 
-def test_readme_lists_the_releases_from_their_entries():
-    """The README's list of models is generated from the notes (python -m sodec_plugin.releases)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert releases.with_release_list(readme) == readme, "run: python -m sodec_plugin.releases"
-    listed = re.findall(r"^- `(sodec-lite[-0-9]*)`", readme.split(releases.README_BEGIN)[1], re.M)
-    assert listed == [r.name for r in reversed(releases.RELEASES)]
+def test_docs_list_the_models_from_their_entries():
+    """docs/models.md's lists of models are generated from the notes (python -m sodec_plugin.releases)."""
+    page = (Path(__file__).resolve().parents[1] / releases.LIST_PAGE).read_text()
+    assert releases.with_release_lists(page) == page, "run: python -m sodec_plugin.releases"
+    for key, entries in releases.LISTS.items():
+        begin, end = releases.list_markers(key)
+        listed = re.findall(r"^- `(sodec-lite[-0-9]*)`", page.split(begin)[1].split(end)[0], re.M)
+        assert listed == [r.name for r in reversed(entries)], key
 
 
 def test_every_entry_is_complete_and_candidates_have_no_hub_home():

@@ -1,17 +1,17 @@
 """A training set packed under a byte budget, for a machine that takes only a small upload.
 
-A GPU machine lent for minutes gets the repository plus a few megabytes (the device tool carries
-64 MiB in all, the tracked tree included). The photos are packed as the trainer would see them, so
+A GPU machine that takes an upload of 64 MiB in all, the tracked tree included, leaves a few
+megabytes for photos. The photos are packed as the trainer would see them, so
 that a run on the pack needs no rescaling: small photos downscaled once (CropDataset's `downscale`),
 high-resolution photos as crops at CropDataset's random scales, each stored as a JPEG (quality 95 by
 default) with full-resolution chroma. On the small training photos a quality-95 copy is 41 dB PSNR
 from its source on average and a quality-90 one 37 dB, above what the codec reaches on them; quality
 90 and one crop per small photo fit twice the photos into the same bytes, and trained better
-(docs/data.md). Train on the pack with `downscale` 1 and `random_downscale` 1. MANIFEST.tsv names
-the source photo of every file.
+(docs/data.md, which says what DATA is). Train on the pack with `downscale` 1 and `random_downscale`
+1. MANIFEST.tsv names the source photo of every file.
 
     python -m sodec_plugin.train.subset --out runs/gpu-data --max-mib 15.5 --hr-share 0.32 \\
-        --small-crop 256 --quality 90 --small ../shared/data/train --hr /work/data/hr-train
+        --small-crop 256 --quality 90 --small DATA/train --hr DATA/hr-train
 """
 
 from __future__ import annotations

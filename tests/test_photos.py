@@ -75,3 +75,16 @@ def test_fit_long_side_never_upscales() -> None:
     im = Image.new("RGB", (300, 200))
     assert fit_long_side(im, 2560).size == (300, 200)
     assert fit_long_side(Image.new("RGB", (6000, 4000)), 2560).size == (2560, 1707)
+
+
+def test_the_rejected_by_eye_table_names_known_sources_and_valid_entries(tmp_path):
+    from sodec_plugin.train.photos import REJECTED_BY_EYE, SOURCES, load_rejected_by_eye
+
+    assert set(REJECTED_BY_EYE) <= {s.name for s in SOURCES}
+    entries = [n for reasons in REJECTED_BY_EYE.values() for names in reasons.values() for n in names]
+    assert len(entries) == len(set(entries)) > 0
+    assert all("." in n or (len(n) >= 8 and all(c in "0123456789abcdef" for c in n)) for n in entries)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("source\treason\tentry\tnote\ncid22\t\tx.png\t\n")
+    with pytest.raises(ValueError, match="bad.tsv:2"):
+        load_rejected_by_eye(bad)

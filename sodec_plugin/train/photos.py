@@ -1,7 +1,7 @@
 """The data step: a high-resolution test set (CLIC 2025 validation) and a training set of photos.
 
-Everything comes from bare git mirrors (as the `fetch` tool leaves them: no work tree, some large blobs
-absent), read blob by blob with `git cat-file`, so the step is repeatable from the mirrors alone and the
+Everything comes from bare git mirrors (`git clone --mirror`; a partial mirror may lack some large
+blobs), read blob by blob with `git cat-file`, so the step is repeatable from the mirrors alone and the
 manifests pin each image to a repository, commit, path and blob.
 
 Why the filters: a codec learns what it is shown. Illustrations, renders and gradients teach flat areas
@@ -10,7 +10,9 @@ images teach nothing at high resolution. And a training photo that is also a tes
 copy of one) makes the test numbers lie, hence the perceptual-hash de-duplication against Kodak and
 both CLIC 2025 splits (the CLIC final-test images are read only to be hashed, never stored).
 
-    python -m sodec_plugin.train.photos --mirrors /work/.mirror --out /work/data
+    python -m sodec_plugin.train.photos --mirrors MIRRORS --out DATA --test-dirs DATA/kodak
+
+(docs/data.md: what MIRRORS and DATA hold, the filters, the counts).
 
 Pillow and numpy only: no torch, so it runs anywhere the mirrors are.
 """
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
+
+from ..container import IMAGE_EXTENSIONS
 
 # --------------------------------------------------------------------------------------------------
 # Sources: one table. `history` takes every distinct blob ever committed under `folder` on any branch,
@@ -79,84 +83,36 @@ SOURCES: tuple[Source, ...] = (
 )
 
 # The test sets that the training set must not overlap: (repo, folder) in the mirrors, plus image
-# folders given on the command line (Kodak by default). Only CLIC validation is also *extracted*.
+# folders given on the command line (`--test-dirs`, Kodak at least). Only CLIC validation is also *extracted*.
 CLIC_REPO = "imazen/codec-corpus"
 CLIC_VALIDATION = "clic2025/validation"
 TEST_MIRROR_FOLDERS: tuple[tuple[str, str], ...] = ((CLIC_REPO, CLIC_VALIDATION), (CLIC_REPO, "clic2025/final-test"))
-DEFAULT_TEST_DIRS: tuple[str, ...] = ("/work/shared/data/kodak",)
-
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
 MIN_JPEG_QUALITY = 85
 MAX_LONG_SIDE = 2560
 DUPLICATE_DISTANCE = 10  # of 64 pHash bits
 
 # Rejected by eye from contact sheets (`--contact-sheets`) of everything that passed the automatic filters:
-# not photographs. Keyed by source, then reason; entries are file basenames (any folder, any version in
+# not photographs. A data file beside this module (a row per entry: source, reason, entry, note), since the
+# step needs it to rebuild the same training set. Entries are file basenames (any folder, any version in
 # history) or blob sha1 prefixes (>= 8 hex digits; for names that are awkward to spell).
-REJECTED_BY_EYE: dict[str, dict[str, tuple[str, ...]]] = {
-    "cid22": {
-        "charts, plots, diagrams, logos, clip art": (
-            "1454613116.png", "1536017106.png", "3DPieChart.png", "Abstract-Art-1.png", "AgilityCourseElements.png",
-            "Beam-Space-Processing.png", "Boxplot.png", "EPICA Delta D Plot.png",
-            "Lungs-Cross-Section-Illustration.png",
-            "No-interference.png", "Performance-Graph.png", "StockQuoteGraph-20120521.png",
-            "Temperament-pie-chart-according-to-Eysenck.png", "Verkehrstote Deutschland 1953-2012.png",
-            "adriankierman-report-page.png", "akfcrc022.png", "klepas-Gentle-giants-of-the-sea-3.png",
-            "newplot (1).png", "newplot.png", "nicubunu_Game_baddie_Policeman.png", "ularapi_Semarang_City_Logo.png",
-        ),
-        "composites with large text (video thumbnails, news collages)": (
-            "14768480444_bc0a1b4a2e_o.png", "21169144185_3f7977cb5a_o.png", "26103251787_d8635e260d_o.png",
-            "35875869841_0b10e41e57_o.png",
-        ),
-        "abstract digital renders": ("2156881.png", "2387532.png", "2471234.png"),
-    },
-    "elementary": {
-        "3-D render, low-poly art, mesh gradient": (
-            "A Circular Metal Object.jpg", "Low Poly Cool.jpg", "Mesh Gradient by Jazil T S.jpg",
-        ),
-    },
-    "budgie": {
-        "flat vector art and abstract waves": (
-            "geo-forest.jpg", "valley-coral.jpg", "valley-midnight.jpg", "waves-midnight.jpg", "waves-slate.jpg",
-        ),
-        "line-drawn placeholder faces": ("temp.jpg", "temp2.png"),
-        "light-effect / space renders": ("accelerated-green.jpg", "nasty-star.jpg"),
-    },
-    "pop": {
-        "Kate Hazen illustrations (README: illustrative wallpapers)": (
-            "kate-hazen-COSMIC-desktop-wallpaper.png", "kate-hazen-fractal-mountains.png", "kate-hazen-mort1mer.png",
-            "kate-hazen-pop-m3lvin.png", "kate-hazen-pop-space.png", "kate-hazen-unleash-your-robot-blue.png",
-            "kate-hazen-unleash-your-robot.png",
-        ),
-        "wire-frame line drawing": ("sebastien-gabriel-232361.jpg",),
-    },
-    "ubuntu": {
-        "release mascots and logo art (illustration, vector, pixel art)": (
-            "Kinetic_Kudu_by_Joshua_T_dark.jpg", "Kinetic_Kudu_by_Joshua_T_light.jpg",
-            "Bodacious_bovine_by_oklopfer_dark.png", "Bodacious_bovine_by_oklopfer_light.png",
-            "Starry_plucky_by_tnazarova-dark.png", "Starry_plucky_by_tnazarova-light.png",
-            "80s_Disco_Dingo_Simulation_by_Abubakar_NK.jpg", "Disco_Dingo_Alt_Default_by_Abubakar_NK.png",
-            "Ubuntu_80s_glitch_by_Abubakar_NK.jpg", "jj_dark_by_Hiking93.jpg", "jj_light_by_Hiking93.jpg",
-            "Reflection_by_Juliette_Taka.png", "Saffron_by_Rakesh_Yadav.png", "LunarCatcher_by_Espio347.png",
-            "Bane_of_theseus_by_aprisk.png", "Mountain_king_by_seashxlls.png", "Ubuntu_warrior_by_jt05.png",
-            "Aubergine_Sea_by_Wyatt_Kirby.jpg", "Tri_Narwhal_by_momez.jpg", "Fuwafuwa_nanbatto_san_by_amaral-dark.png",
-            "OrioleMascot_by_Vladimir_Moskalenko_dark.png", "Ubuntu_Legacy_by_Aaron_J_Prisk_dark.png",
-            "Ubuntu_Legacy_by_Aaron_J_Prisk_light.png", "Warty_remastered_by_Romactu.png", "Lonely_Quokka_by_Dilip.png",
-            "Schattenzug_by_OrbiteLambda.webp", "Ubuntu_with_Frutiger_Metro_by_lyk_lyk.png",
-            "I_am_a_Saucy_Salamander..._by_Juan_Pablo_Lauriente.jpg", "c13a5eb1cdc6",  # Utopic_Unicorn (art)
-            "Encounter_by_Lazardjin.jpg", "Monument_valley_by_orbitelambda.jpg", "Flight_dive_by_Nicolas_Silva.png",
-            "Ermine_lines_by_Gustavo_Brenner.png", "hardy_wallpaper_uhd.png",
-        ),
-        "3-D renders, gradients, abstract and glitch art": (
-            "Definitive_Light_Zen_Orange_by_Pierre_Cante.jpg", "This_Is_Bionic_Beaver_by_Pierre_Cante.jpg",
-            "d5e16d702b27",  # touch_de_vert_by_François_Cante.jpg
-            "canvas_by_roytanck.jpg", "Flow_by_Emanuele_Santoro.png",
-            "150305-cinqAA_by_Pierre_Cante.jpg", "160218-deux-two_by_Pierre_Cante.jpg",
-            "Abstract_Ubuntu_by_Marek_Koteluk.jpg", "Black_hole_by_Marek_Koteluk.jpg", "Blue_by_dariuskws.jpg",
-            "ubuntu16_10_by_Khoir_Rudin.png", "ubuntu_wallpaper_16_10_02_by_screen_name_007.jpg",
-        ),
-    },
-}  # fmt: skip
+REJECTED_BY_EYE_FILE = Path(__file__).with_name("rejected_by_eye.tsv")
+
+
+def load_rejected_by_eye(path: Path = REJECTED_BY_EYE_FILE) -> dict[str, dict[str, tuple[str, ...]]]:
+    """source -> reason -> entries, in the file's order (the first matching reason is the one reported)."""
+    table: dict[str, dict[str, list[str]]] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split("\t")[:3] != ["source", "reason", "entry"]:
+        raise ValueError(f"{path}: not a table of source, reason, entry")
+    for number, line in enumerate(lines[1:], start=2):
+        cols = line.split("\t")
+        if len(cols) < 3 or not all(cols[:3]):
+            raise ValueError(f"{path}:{number}: expected source, reason and entry separated by tabs")
+        table.setdefault(cols[0], {}).setdefault(cols[1], []).append(cols[2])
+    return {src: {reason: tuple(entries) for reason, entries in reasons.items()} for src, reasons in table.items()}
+
+
+REJECTED_BY_EYE = load_rejected_by_eye()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -556,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sodec_plugin.train.photos", description=__doc__.split("\n")[0])
     ap.add_argument("--mirrors", type=Path, required=True, help="folder of bare mirrors <owner>+<name>[/repo]")
     ap.add_argument("--out", type=Path, required=True, help="writes <out>/clic2025-val and <out>/hr-train")
-    ap.add_argument("--test-dirs", type=Path, nargs="*", default=[Path(p) for p in DEFAULT_TEST_DIRS],
-                    help="image folders the training set must not overlap (default: Kodak)")  # fmt: skip
+    ap.add_argument("--test-dirs", type=Path, nargs="+", required=True,
+                    help="image folders the training set must not overlap (Kodak at least)")
     ap.add_argument("--no-clic-test", action="store_true", help="do not hash the CLIC 2025 splits from the mirror")
     ap.add_argument("--contact-sheets", type=Path, help="also write numbered thumbnail sheets here for review")
     args = ap.parse_args(argv)

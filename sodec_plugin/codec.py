@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy
-from .config import LATENT_CELL
+from .config import DEFAULT_TILE, LATENT_CELL
 from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  (check_pixels: re-exported)
 from .rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
@@ -24,10 +24,7 @@ if TYPE_CHECKING:
 
     from .models.sodec import SODECModel
 
-# Decoder tiles, in latent cells (16 px): 64 cells = 1024 px, overlap 8 cells = 128 px. The overlap is
-# computed twice, so larger tiles waste less: a 12 MP decode (4240x2827) took 7.2 s in 64-cell tiles
-# against 8.1-13 s in 48-cell ones (interleaved runs, 2 threads), peaking at 1.46 GB.
-DEFAULT_TILE = 64
+# Decoder tiles: DEFAULT_TILE (config) latent cells, overlap 8 cells = 128 px.
 TILE_OVERLAP = 8
 SD_LATENT_CELL = 8  # pixels per cell of Stable Diffusion's latent (the UNet's grid)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sodec_plugin.config import LATENT_CELL
+from sodec_plugin.config import DEFAULT_TILE, LATENT_CELL
 from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY
 
 from . import model_loading, paths
@@ -19,7 +19,9 @@ log = logging.getLogger("sodec.comfyui")
 
 BITSTREAM_TYPE = "SODEC_BITSTREAM"
 DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")  # a node picks the path itself
-DEFAULT_TILE_PX = 768
+DEFAULT_DECODE_PATH = "diffusion"  # the full decoder; a fidelity-only model says it used its fidelity decoder
+DEFAULT_GUIDANCE = 1.0  # as trained
+DEFAULT_TILE_PX = DEFAULT_TILE * LATENT_CELL  # the engine's own tile, in pixels
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192
 
@@ -141,8 +143,9 @@ def _with_alpha(item: Any, alpha: Any) -> Any:
     return torch.cat([colour, alpha], dim=-1)
 
 
-def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBitstream, decode_path: str = "diffusion",
-                     guidance: float = 1.0, tile: int = DEFAULT_TILE_PX,
+def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBitstream,
+                     decode_path: str = DEFAULT_DECODE_PATH, guidance: float = DEFAULT_GUIDANCE,
+                     tile: int = DEFAULT_TILE_PX,
                      hooks: RunHooks | None = None) -> tuple[Any, Any, list[str]]:
     """SODECDecode: every file to IMAGE (B, H, W, 3) and MASK (B, H, W; 1 where transparent, ComfyUI's
     LoadImage convention), plus notes for the node. The batch must share one size."""

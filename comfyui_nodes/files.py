@@ -16,6 +16,8 @@ from sodec_plugin.container import EXTENSION as SDC_SUFFIX  # pure Python
 
 from . import coding, paths
 
+DEFAULT_PREFIX = "sodec/SODEC"  # SODECSave's filename_prefix: output/sodec/SODEC_00001_.sdc
+
 
 def _inside(base: Path, path: Path) -> bool:
     base, path = base.resolve(), path.resolve()
@@ -43,7 +45,7 @@ def _save_target(prefix: str, output_dir: Path, width: int, height: int) -> tupl
     return folder, stem, _next_counter(folder, stem), sub
 
 
-def save_bitstream(bitstream: coding.SODECBitstream, filename_prefix: str = "sodec/SODEC",
+def save_bitstream(bitstream: coding.SODECBitstream, filename_prefix: str = DEFAULT_PREFIX,
                    output_dir: Path | None = None) -> list[dict[str, Any]]:
     """SODECSave: write each file as <prefix>_<counter>_.sdc; returns what was written."""
     if not bitstream.files:
@@ -81,7 +83,7 @@ def save_previews(images: Any, temp_dir: Path | None = None) -> list[dict[str, s
     return out
 
 
-def save_node(bitstream: coding.SODECBitstream, filename_prefix: str = "sodec/SODEC", preview: Any = None,
+def save_node(bitstream: coding.SODECBitstream, filename_prefix: str = DEFAULT_PREFIX, preview: Any = None,
               output_dir: Path | None = None, temp_dir: Path | None = None) -> dict[str, Any]:
     """SODECSave's UI: the saved files, a preview (the `preview` input, else the encoder's images) and a
     line per file with its size and bits per pixel."""

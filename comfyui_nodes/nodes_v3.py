@@ -83,8 +83,8 @@ class SODECDecode(io.ComfyNode):
         return v3_schema("SODECDecode")
 
     @classmethod
-    def execute(cls, bitstream: Any, sodec_model: Any, decode_path: str = "diffusion", guidance: float = 1.0,
-                tile_size: int = coding.DEFAULT_TILE_PX) -> io.NodeOutput:
+    def execute(cls, bitstream: Any, sodec_model: Any, decode_path: str = coding.DEFAULT_DECODE_PATH,
+                guidance: float = coding.DEFAULT_GUIDANCE, tile_size: int = coding.DEFAULT_TILE_PX) -> io.NodeOutput:
         return _run("SODECDecode", bitstream=bitstream, sodec_model=sodec_model, decode_path=decode_path,
                     guidance=guidance, tile_size=tile_size)
 
@@ -97,7 +97,8 @@ class SODECSave(io.ComfyNode):
         return v3_schema("SODECSave")
 
     @classmethod
-    def execute(cls, bitstream: Any, filename_prefix: str = "sodec/SODEC", preview: Any = None) -> io.NodeOutput:
+    def execute(cls, bitstream: Any, filename_prefix: str = files.DEFAULT_PREFIX,
+                preview: Any = None) -> io.NodeOutput:
         return _run("SODECSave", bitstream=bitstream, filename_prefix=filename_prefix, preview=preview)
 
 

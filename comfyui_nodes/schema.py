@@ -69,14 +69,14 @@ def run_encode(image: Any, sodec_model: model_loading.SODECModelHandle, quality:
 
 
 def run_decode(bitstream: coding.SODECBitstream, sodec_model: model_loading.SODECModelHandle,
-               decode_path: str = "diffusion", guidance: float = 1.0,
+               decode_path: str = coding.DEFAULT_DECODE_PATH, guidance: float = coding.DEFAULT_GUIDANCE,
                tile_size: int = coding.DEFAULT_TILE_PX) -> tuple[tuple[Any, ...], dict[str, Any]]:
     images, masks, notes = coding.decode_bitstream(sodec_model, bitstream, decode_path=decode_path,
                                                    guidance=float(guidance), tile=int(tile_size))
     return (images, masks), {"text": notes}
 
 
-def run_save(bitstream: coding.SODECBitstream, filename_prefix: str = "sodec/SODEC",
+def run_save(bitstream: coding.SODECBitstream, filename_prefix: str = files.DEFAULT_PREFIX,
              preview: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (), files.save_node(bitstream, filename_prefix, preview)
 
@@ -132,10 +132,10 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             BITSTREAM_IN,
             MODEL_IN,
             In("decode_path", "COMBO", "diffusion: the one-step diffusion decoder (realistic detail); fidelity: "
-               "the fidelity decoder alone (fast, closest to the original in PSNR).", "diffusion",
+               "the fidelity decoder alone (fast, closest to the original in PSNR).", coding.DEFAULT_DECODE_PATH,
                coding.DECODE_PATHS),
             In("guidance", "FLOAT", "Fidelity guidance strength of the diffusion path (0 none, 1 as trained, "
-               "above 1 stronger).", 1.0, min=0.0, max=10.0, step=0.05),
+               "above 1 stronger).", coding.DEFAULT_GUIDANCE, min=0.0, max=10.0, step=0.05),
             In("tile_size", "INT", "Decoder tile size in pixels: smaller tiles use less memory.",
                coding.DEFAULT_TILE_PX, min=coding.MIN_TILE_PX, max=coding.MAX_TILE_PX, step=64),
         ),
@@ -149,7 +149,7 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
         (
             BITSTREAM_IN,
             In("filename_prefix", "STRING", "File name prefix, relative to the output folder (subfolders allowed; "
-               "%width%, %height% and %date% style fields as in Save Image).", "sodec/SODEC"),
+               "%width%, %height% and %date% style fields as in Save Image).", files.DEFAULT_PREFIX),
             In("preview", "IMAGE", "Optional images to show (e.g. SODEC Decode's output); else the encoder's "
                "input is shown.", optional=True),
         ),

@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from comfyui_nodes import coding
+
 COMFY_DIR = os.environ.get("SODEC_COMFYUI_DIR", "")
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / "comfyui_nodes" / "workflows" / "sodec_roundtrip_api.json"
@@ -277,7 +279,8 @@ def test_example_workflow(comfy: Comfy) -> None:
     })
     with Image.open(decoded) as a, Image.open(comfy.file(via_pillow["21"]["images"][0])) as b:
         assert b.size == size
-        if wf[ids["SODECDecode"]]["inputs"]["guidance"] == 1.0 and wf[ids["SODECDecode"]]["inputs"]["tile_size"] == 768:
+        decode_inputs = wf[ids["SODECDecode"]]["inputs"]
+        if decode_inputs["guidance"] == 1.0 and decode_inputs["tile_size"] == coding.DEFAULT_TILE_PX:
             assert a.tobytes() == b.tobytes()  # Pillow decodes with the engine defaults
 
 

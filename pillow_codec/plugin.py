@@ -126,7 +126,9 @@ def _accept(prefix: bytes) -> bool | str:
 def _model_config(folder: Path) -> tuple[str, int, str] | None:
     """(weights digest prefix, max rate position, config name) of a model folder, cached per
     config.json version; None if it is not a readable model folder."""
-    path = folder / "config.json"
+    from sodec_plugin.config import CONFIG_NAME
+
+    path = folder / CONFIG_NAME
     try:
         st = path.stat()
     except OSError:
@@ -141,7 +143,7 @@ def _model_config(folder: Path) -> tuple[str, int, str] | None:
 
             raw = json.loads(path.read_text())
             cfg = SODECConfig.from_dict(raw)
-            value = (str(raw.get("weights_sha256", ""))[:8], cfg.max_rate_position, cfg.name)
+            value = (container.model_id_hex(str(raw.get("weights_sha256", ""))), cfg.max_rate_position, cfg.name)
         except (OSError, ValueError, TypeError, AttributeError):
             value = None
         _config_cache[key] = value
@@ -159,7 +161,7 @@ def _describe_model(header: SDCFile, model: Any) -> tuple[str, int | None]:
     name = release.name if release is not None else header.model_name or want
     folder: Path | None = hub.bundled_models().get(name)
     if hasattr(model, "cfg") and hasattr(model, "digest"):  # an already loaded SODECModel
-        if str(model.digest)[:8] == want:
+        if container.model_id_hex(str(model.digest)) == want:
             return name, int(model.cfg.max_rate_position)
     elif isinstance(model, (str, os.PathLike)) and Path(model).expanduser().is_dir():
         folder = Path(model).expanduser()

@@ -27,8 +27,14 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", 
 MODES = ("RGB", "L", "RGBA", "LA")
 MAX_DIMENSION = 1 << 24
 MODEL_ID_BYTES = 4
+MODEL_ID_HEX_DIGITS = 2 * MODEL_ID_BYTES  # the model id in hex, as names and messages show it
 MAX_CHUNKS = 64
 MAX_CHUNK_BYTES = (1 << 32) - 1
+
+
+def model_id_hex(digest: str) -> str:
+    """The model id a file stores for weights with this sha256 (hex): its first MODEL_ID_BYTES bytes."""
+    return digest[:MODEL_ID_HEX_DIGITS]
 
 
 def check_pixels(width: int, height: int, *, warn: bool = True) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_NAME, WEIGHTS_NAME
+from .container import model_id_hex
 from .releases import BY_MODEL_ID, DEFAULT_MODEL, Release, download_command, release_for
 
 __all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ModelNotFoundError", "bundled_models", "default_model_name",
@@ -47,7 +48,7 @@ def bundled_models() -> dict[str, Path]:
 
 
 def known_model_ids() -> dict[str, str]:
-    """First 8 hex digits of each released model's weights digest -> its name (for error messages
+    """Each released model's id (container.model_id_hex of its weights digest) -> its name (for error messages
     and for picking the right released model when a file names it)."""
     return {model_id: r.name for model_id, r in BY_MODEL_ID.items()}
 
@@ -129,8 +130,9 @@ def fetch_release(release: Release, local_files_only: bool | None = None) -> Pat
         raise ModelNotFoundError(f"{release.repo_id} (revision {release.revision}) has no readable {CONFIG_NAME}: "
                                  f"{e}") from e
     if digest != release.digest:
-        raise ModelNotFoundError(f"{release.repo_id} (revision {release.revision}) holds weights {digest[:8] or '?'}, "
-                                 f"not {release.identity}: refusing to decode with other weights")
+        raise ModelNotFoundError(f"{release.repo_id} (revision {release.revision}) holds weights "
+                                 f"{model_id_hex(digest) or '?'}, not {release.identity}: refusing to decode with "
+                                 "other weights")
     return folder
 
 
@@ -143,15 +145,15 @@ def push_target(folder: str | Path, repo_id: str | None = None) -> tuple[str, st
             raise FileNotFoundError(f"{folder} holds no {name}: save_pretrained() first")
     raw = json.loads((folder / CONFIG_NAME).read_text())
     name, digest = str(raw.get("name", "")), str(raw.get("weights_sha256", ""))
-    release = BY_MODEL_ID.get(digest[:8])
+    release = BY_MODEL_ID.get(model_id_hex(digest))
     if release is not None and release.digest == digest:
         if repo_id not in (None, release.repo_id):
             raise ValueError(f"{release.identity} is a release: it is published as {release.repo_id} only "
                              f"(sodec_plugin/releases.py), not as {repo_id}")
         return release.repo_id, release.revision, release
     if release_for(name) is not None:
-        raise ValueError(f"{folder} is named {name!r}, a release, but holds other weights ({digest[:8]}); rename it "
-                         "or add it to the release table first (docs/releasing.md)")
+        raise ValueError(f"{folder} is named {name!r}, a release, but holds other weights ({model_id_hex(digest)}); "
+                         "rename it or add it to the release table first (docs/releasing.md)")
     if repo_id is None:
         raise ValueError(f"{name or folder} is not a release: give the Hub repo id to publish it under")
     return repo_id, None, None

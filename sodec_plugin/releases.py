@@ -8,7 +8,7 @@ on (a name from docs/data.md) and the one paragraph its model card says of it. `
 derived from it (tests check docs/models.md and each shipped config.json against it). How each model
 was made and what else was measured of it is in docs/models.md.
 
-A file names its model by the first 8 hex digits of the weights' sha256, so a release is forever:
+A file names its model by the first bytes of the weights' sha256 (container.model_id_hex), so a release is forever:
 the package ships the current default only, and every release (the default too) is published
 under exactly the repo id and revision below (`sodec push` refuses anything else), so any file
 ever written can fetch the weights it needs. A candidate (digest None) is a model in training: it
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from .container import model_id_hex
 
 HUB_ORG = "sodec-project"
 # The data sets a model can be trained on, by the names docs/data.md gives them (where each comes
@@ -46,8 +48,8 @@ class Release:
 
     @property
     def model_id(self) -> str:
-        """What a .sdc header stores: the digest's first 8 hex digits."""
-        return self._digest()[:8]
+        """What a .sdc header stores, in hex: the digest's first container.MODEL_ID_BYTES bytes."""
+        return model_id_hex(self._digest())
 
     @property
     def identity(self) -> str:

@@ -20,12 +20,13 @@ QUALITY = 40
 
 def main(name: str) -> None:
     import sodec_plugin as sp
+    from sodec_plugin import container
 
     model = sp.load_model(name)
     with Image.open(SOURCE) as im:
         crop = im.convert("RGB").crop(BOX)
     data = sp.compress(crop, model=model, quality=QUALITY)
-    stem = f"{model.cfg.name}@{model.digest[:8]}"
+    stem = f"{model.cfg.name}@{container.model_id_hex(model.digest)}"
     GOLDEN.mkdir(exist_ok=True)
     (GOLDEN / f"{stem}.sdc").write_bytes(data)
     sp.decompress(data, model=model).save(GOLDEN / f"{stem}.png")

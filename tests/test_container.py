@@ -111,3 +111,9 @@ def test_header_prefix_too_short_is_truncated_not_corrupt():
     with pytest.raises(container.FormatError) as e:
         container.parse(bytes(bad[:40]), verify=False, header_only=True)
     assert not isinstance(e.value, container.TruncatedError)
+
+
+def test_the_model_id_is_the_first_model_id_bytes_of_the_digest_in_hex():
+    digest = "0123456789abcdef" * 4  # a sha256 in hex
+    assert bytes.fromhex(container.model_id_hex(digest)) == bytes.fromhex(digest)[:container.MODEL_ID_BYTES]
+    assert len(container.model_id_hex(digest)) == container.MODEL_ID_HEX_DIGITS

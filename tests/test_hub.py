@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import sodec_plugin as sp
-from sodec_plugin import engine, hub
+from sodec_plugin import container, engine, hub
 from sodec_plugin.models.sodec import SODECModel, WeightsError
 from sodec_plugin.testing import place_in_hub_cache
 from tests.conftest import kodak_crop
@@ -77,7 +77,7 @@ def test_cache_keeps_the_most_recently_used_models(tmp_path, monkeypatch):
     assert engine.load_count() - before == 3
     assert sp.load_model(str(folders[0])) is a and engine.load_count() - before == 3
     assert sp.load_model(str(folders[1])) is not b and engine.load_count() - before == 4
-    assert engine.loaded_model_for(b.digest[:8]) is not None  # reloaded: same weights, new instance
+    assert engine.loaded_model_for(container.model_id_hex(b.digest)) is not None  # reloaded: same weights, new instance
     engine.clear()
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sodec_plugin.config import CONFIG_NAME, WEIGHTS_NAME
 from sodec_plugin.engine import DTYPE_NAMES  # pure Python at import
+from sodec_plugin.hub import is_model_folder
 
 from . import paths
 
@@ -33,18 +35,6 @@ def model_management() -> Any:
 
 
 # ---- which models there are, and what a choice names -------------------------------------------------
-def _is_model_folder(path: Path) -> bool:
-    """A SODEC model folder: config.json (with SODEC's keys) and model.safetensors."""
-    cfg = path / "config.json"
-    if not (cfg.is_file() and (path / "model.safetensors").is_file()):
-        return False
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "latent_channels" in data and "rate_lambdas" in data
-
-
 def safetensors_metadata(path: Path) -> dict[str, str]:
     """The text metadata of a .safetensors file (header only: no tensors are read, no torch)."""
     from safetensors import SafetensorError, safe_open
@@ -65,7 +55,7 @@ def scan_model_dir(root: Path) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
         dirnames.sort()
-        if here != root and _is_model_folder(here):
+        if here != root and is_model_folder(here):
             found.append(here.relative_to(root).as_posix())
             dirnames[:] = []
             continue
@@ -102,9 +92,9 @@ def folder_for_weights_file(path: Path, cache_root: Path | None = None) -> Path:
     stat = path.stat()
     key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     folder = (cache_root or paths.temp_directory() / "sodec_models") / f"{path.stem}-{key}"
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_NAME).is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        link = folder / "model.safetensors"
+        link = folder / WEIGHTS_NAME
         if not link.exists():
             try:
                 link.symlink_to(path)
@@ -112,9 +102,9 @@ def folder_for_weights_file(path: Path, cache_root: Path | None = None) -> Path:
                 import shutil
 
                 shutil.copyfile(path, link)
-        tmp = folder / f"config.json.{uuid.uuid4().hex}"
+        tmp = folder / f"{CONFIG_NAME}.{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(json.loads(meta["sodec_config"]), indent=2, sort_keys=True) + "\n")
-        tmp.replace(folder / "config.json")
+        tmp.replace(folder / CONFIG_NAME)
     return folder
 
 

@@ -40,8 +40,8 @@ sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between poi
 ``info["quality"] = round(1 + 99 * position / max_position)``, the quality of that position.
 
 Modes: RGB, L, RGBA and LA are stored as they are; the alpha of RGBA and LA is kept exactly
-(lossless). Others convert as Pillow users expect (``sodec_plugin.codec.normalize_mode`` plus
-two cases): P and PA become RGBA when they have transparency (``info["transparency"]`` or an
+(lossless). Others convert as Pillow users expect (``sodec_plugin.codec.normalize_mode``):
+P and PA become RGBA when they have transparency (``info["transparency"]`` or an
 RGBA palette), otherwise RGB; 1 becomes L; I;16 (and I;16L/B/N) scale 0..65535 to 0..255 L;
 I and F become L, scaled from 0..65535 if any value exceeds 255, else taken as 0..255; CMYK,
 YCbCr, LAB, HSV and RGBX become RGB; RGBa and La are un-premultiplied to RGBA and LA. Any other

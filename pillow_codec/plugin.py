@@ -334,17 +334,8 @@ def _metadata(im: Image.Image, key: str) -> bytes | None:
 
 
 def storable(im: Image.Image) -> Image.Image:
-    """The image in a mode SODEC stores (RGB, L, RGBA, LA); see the package docstring.
-
-    codec.normalize_mode's rules, plus two Pillow users expect: RGBX becomes RGB, and P keeps
-    alpha whenever it has transparency data (also an RGBA palette, not only info["transparency"]).
-    """
-    if im.mode == "RGBX":
-        return im.convert("RGB")
-    if im.mode == "P" and im.has_transparency_data:
-        return im.convert("RGBA")
-    if im.mode in container.MODES:
-        return im
+    """The image in a mode SODEC stores (RGB, L, RGBA, LA): codec.normalize_mode, the one home of the
+    rules (the package docstring lists them)."""
     from sodec_plugin import codec
 
     return codec.normalize_mode(im)

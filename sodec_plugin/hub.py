@@ -18,7 +18,7 @@ from .container import model_id_hex
 from .releases import BY_MODEL_ID, DEFAULT_MODEL, Release, download_command, release_for
 
 __all__ = ["DEFAULT_MODEL", "WEIGHTS_DIR", "ModelNotFoundError", "bundled_models", "default_model_name",
-           "fetch_release", "known_model_ids", "push_to_hub", "resolve_folder"]
+           "fetch_release", "is_model_folder", "known_model_ids", "push_to_hub", "resolve_folder"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Files the Hub repo of a model holds; nothing else is fetched or published.
@@ -61,6 +61,19 @@ def default_model_name() -> str:
         f"the bundled default model {DEFAULT_MODEL!r} is not installed (its weights are missing from "
         f"{WEIGHTS_DIR}); pass a model folder or Hub repo id, or make a tiny random one for plumbing checks with "
         "sodec_plugin.testing.save_tiny_model(path)")
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """A SODEC model folder: model.safetensors and a config.json with the keys every SODEC config has
+    (so that another tool's model folder in the same place is not taken for one)."""
+    folder = Path(path)
+    if not ((folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()):
+        return False
+    try:
+        data = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"latent_channels", "rate_lambdas"} <= data.keys()
 
 
 def resolve_folder(name_or_path: str | Path | None, revision: str | None = None,

@@ -150,7 +150,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
         y, z = comp.analyse(x)
     if steps:
         y, z = refine_latents(comp, m.fidelity_decoder, x, y, z, position=position, steps=steps,
-                              height=pil.height, width=pil.width, progress=progress)
+                              height=pil.height, width=pil.width, ms_ssim_weight=m.ms_ssim_weight, progress=progress)
     lat = lc.quantize(y, z, position)
     z_tab, y_tab = lc.tables()
     z_stream = entropy.encode(lat.z_symbols, lc.z_indexes((1, *lat.z_symbols.shape)), z_tab)

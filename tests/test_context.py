@@ -38,7 +38,7 @@ def test_decoder_recovers_the_encoders_latents_exactly(tiny_context):
     x = encoder_input(_image(), comp.codec.pad_multiple())
     f = parse(sp.compress(_image(), model=m, quality=60))
     pos = f.rate_position
-    lat = comp.encode(x, pos)
+    lat = comp.codec.quantize(*comp.analyse(x), pos)  # what codec.compress codes
     z_hat = comp.codec.z_hat_from_symbols(lat.z_symbols)
     _, _, means = comp.codec.code_y(z_hat, pos, lambda _m, _i, p: lat.y_symbols[:, p])
     y_hat, z_dec = decode_latents(f, SODECModel.from_folder(tiny_context))

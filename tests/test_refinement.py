@@ -31,7 +31,8 @@ def _latents(model, im, quality: float):
 def _hard_loss(model, x, y, z, position: int, im) -> float:
     target = x[..., : im.height, : im.width].float() / 255.0
     with torch.no_grad():
-        return float(RefinementLoss(model.compression, model.fidelity_decoder, position)(y, z, target, noise=False))
+        return float(RefinementLoss(model.compression, model.fidelity_decoder, position,
+                                    ms_ssim_weight=model.ms_ssim_weight)(y, z, target, noise=False))
 
 
 @pytest.mark.parametrize("bad", [-1, MAX_EFFORT + 1, 2.5, True, "3", None])
@@ -51,7 +52,8 @@ def test_search_lowers_the_loss_and_files_decode_as_usual(model) -> None:
     im = kodak_crop(23, (100, 100, 292, 292))  # 192 x 192: the MS-SSIM term counts too
     x, y, z, position = _latents(model, im, 40)
     yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position,
-                            steps=steps_for_effort(2), height=im.height, width=im.width)
+                            steps=steps_for_effort(2), height=im.height, width=im.width,
+                            ms_ssim_weight=model.ms_ssim_weight)
     assert _hard_loss(model, x, yr, zr, position, im) < _hard_loss(model, x, y, z, position, im)
 
     plain, searched = sp.compress(im, quality=40), sp.compress(im, quality=40, effort=2)
@@ -72,7 +74,7 @@ def test_search_never_returns_worse_latents(model, monkeypatch: pytest.MonkeyPat
     im = kodak_crop(5, (0, 0, 128, 128))
     x, y, z, position = _latents(model, im, 60)
     yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position, steps=10,
-                            height=im.height, width=im.width)
+                            height=im.height, width=im.width, ms_ssim_weight=model.ms_ssim_weight)
     assert _hard_loss(model, x, yr, zr, position, im) <= _hard_loss(model, x, y, z, position, im)
 
 
@@ -82,7 +84,8 @@ def test_tiles_cover_the_image_and_progress_counts_steps(model, monkeypatch: pyt
     x, y, z, position = _latents(model, im, 50)
     seen: list[tuple[int, int]] = []
     yr, zr = refine_latents(model.compression, model.fidelity_decoder, x, y, z, position=position, steps=10,
-                            height=im.height, width=im.width, progress=lambda d, t: seen.append((d, t)))
+                            height=im.height, width=im.width, ms_ssim_weight=model.ms_ssim_weight,
+                            progress=lambda d, t: seen.append((d, t)))
     assert seen == [(i, 6 * 10) for i in range(1, 61)]
     assert yr.shape == y.shape and zr.shape == z.shape
     changed = [not torch.equal(yr[..., r:r + 4, c:c + 4], y[..., r:r + 4, c:c + 4])
@@ -116,10 +119,31 @@ def test_measured_rate_is_the_real_rate(model, quality: int) -> None:
     """The search's rate (rounded latents, the float prior) is within 20% of the real streams."""
     im = kodak_crop(23, (0, 0, 256, 192))
     x, y, z, position = _latents(model, im, quality)
-    gains = RefinementLoss(model.compression, model.fidelity_decoder, position).gains
+    gains = RefinementLoss(model.compression, model.fidelity_decoder, position,
+                           ms_ssim_weight=model.ms_ssim_weight).gains
     with torch.no_grad():
         out = model.compression.latent_forward(y, z, noise=False, **gains)
     bits = sum(float(-torch.log2(out[k]).sum()) for k in ("y_likelihoods", "z_likelihoods"))
     f = container.parse(sp.compress(im, quality=quality))
     real = 8 * (len(f.y_stream) + len(f.z_stream))
     assert 0.8 < bits / real < 1.05
+
+
+@pytest.mark.parametrize("folder", [None, "tests/weights/sodec-lite", "tests/weights/sodec-lite-10"])
+def test_the_search_minimises_the_loss_the_model_was_trained_with(folder: str | None) -> None:
+    """Each model carries the MS-SSIM weight of its own training recipe (they differ between releases),
+    and the search's loss uses it: the weight changes the loss of an image large enough for MS-SSIM."""
+    from pathlib import Path
+
+    from sodec_plugin.models.objective import DEFAULT_MS_SSIM_WEIGHT
+    from sodec_plugin.releases import ENTRIES
+
+    m = sp.load_model(None if folder is None else str(Path(__file__).resolve().parents[1] / folder))
+    assert m.ms_ssim_weight == ENTRIES[m.cfg.name].recipe.get("ms_ssim_weight", DEFAULT_MS_SSIM_WEIGHT)
+    im = kodak_crop(23, (100, 100, 292, 292))
+    x, y, z, position = _latents(m, im, 40)
+    target = x[..., : im.height, : im.width].float() / 255.0
+    with torch.no_grad():
+        losses = {w: float(RefinementLoss(m.compression, m.fidelity_decoder, position, ms_ssim_weight=w)(
+            y, z, target, noise=False)) for w in (0.0, 0.02)}
+    assert losses[0.0] < losses[0.02]

@@ -21,7 +21,7 @@ from ..config import SODECConfig
 from ..tiling import banded_reduce
 from .blocks import identity_blocks
 from .context import CheckerboardContext, anchor_mask
-from .latent_codec import TABLE_BUFFERS, LatentCodec, Latents
+from .latent_codec import TABLE_BUFFERS, LatentCodec
 from .prior import PriorSynthesis
 
 CONTEXT_MODELS = ("none", "checkerboard")
@@ -165,11 +165,6 @@ class CompressionModule(nn.Module):
         """x: (1, 3, H, W), uint8 or float in [0, 1], H and W multiples of 64 -> latents (y, z)."""
         y = self.analysis.forward_banded(x)
         return y, self.hyper_analysis(y)
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, position: int) -> Latents:
-        """x as for analyse -> the coded symbols of its latents."""
-        return self.codec.quantize(*self.analyse(x), position)
 
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:

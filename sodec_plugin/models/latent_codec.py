@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import PAD_MULTIPLE, SODECConfig
+from ..config import LATENT_CELL, PAD_MULTIPLE, SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 
+# Latent cells (16 px) per hyper-latent cell along each side: the prior upsamples z this many times.
+Z_CELL = PAD_MULTIPLE // LATENT_CELL
 TABLE_BUFFERS = ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median")
 
 
@@ -240,8 +242,8 @@ class LatentCodec:
     def decode_y(self, data: bytes, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, torch.Tensor]:
         """The decoder's side of code_y: symbols (M, h, w) read from one stream, and their means."""
         _, y_tab = self.tables()
-        h, w = z_hat.shape[-2:]  # the prior upsamples z 4x
-        stream = StreamDecoder(data, self.cfg.latent_channels * 16 * h * w, y_tab)
+        h, w = z_hat.shape[-2:]
+        stream = StreamDecoder(data, self.cfg.latent_channels * Z_CELL**2 * h * w, y_tab)
         symbols, _, means = self.code_y(z_hat, position, lambda _m, idx, _p: stream.read(idx))
         return symbols, means
 

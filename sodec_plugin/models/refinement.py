@@ -6,8 +6,8 @@ compression", 2019; Yang et al., "Improving inference for neural image compressi
 encoder works harder: the decoder and the format are untouched, so a refined file decodes with the
 released model exactly as any other, and every reader of .sdc files reads it.
 
-The search minimises the training loss of the fidelity path at the file's rate position,
-lambda * 255^2 * (MSE + MS_SSIM_WEIGHT * (1 - MS-SSIM)) + bits per pixel, with Adam on y and z, the
+The search minimises the training loss of the fidelity path at the file's rate position (models/objective.py,
+with the MS-SSIM weight the model was trained with), with Adam on y and z, the
 rate measured with uniform noise (as in training) and the decoder fed rounded latents with a
 straight-through gradient. Every CHECK_EVERY steps the loss of the really rounded latents is
 measured and the best latents seen are kept, so refinement never returns worse latents (by that
@@ -23,9 +23,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..config import LATENT_CELL, PAD_MULTIPLE
+from ..config import LATENT_CELL
 from ..eval.metrics import MS_SSIM_MIN_SIDE  # (pure Python: the size pytorch_msssim's five scales need)
 from ..rates import MAX_EFFORT, check_effort
+from .latent_codec import Z_CELL
+from .objective import distortion, rate_distortion
 
 # Steps of the search at each effort (0 = the analysis transform alone). On 6 Kodak images with
 # sodec-lite-11 (README, "Encoder effort") the gain grows slowly with steps: 15 steps -1.8% / -1.4%,
@@ -39,15 +41,12 @@ assert len(EFFORT_STEPS) == MAX_EFFORT + 1
 Y_LEARNING_RATE = 0.005
 Z_LEARNING_RATE = 0.03
 CHECK_EVERY = 10
-# The distortion of the released models' training loss (recipe ms_ssim_weight).
-MS_SSIM_WEIGHT = 0.02
 # Tiles of the latent grid (cells of 16 px; multiples of Z_CELL, the hyper latent's cell): a 768x512
 # photo is one tile; the margin of fixed neighbours covers most of what the decoder and the prior
 # see of a tile's latents.
 TILE_CELLS = 48
 MARGIN_CELLS = 4
 SEED = 0
-Z_CELL = PAD_MULTIPLE // LATENT_CELL  # latent cells per hyper-latent cell
 
 
 def steps_for_effort(effort: int) -> int:
@@ -56,9 +55,10 @@ def steps_for_effort(effort: int) -> int:
 
 
 class RefinementLoss:
-    """The search's loss for one image at one rate position (training loss of the fidelity path)."""
+    """The search's loss for one image at one rate position (training loss of the fidelity path, with
+    the model's own `ms_ssim_weight`)."""
 
-    def __init__(self, compression: nn.Module, decoder: nn.Module, position: int) -> None:
+    def __init__(self, compression: nn.Module, decoder: nn.Module, position: int, *, ms_ssim_weight: float) -> None:
         lc, cfg = compression.codec, compression.cfg
         self.compression, self.decoder = compression, decoder
         dev = compression.gain.device
@@ -69,6 +69,7 @@ class RefinementLoss:
                        if cfg.hyper_gain else None),
         }
         self.lam = lc.rate_lambda_at(position)
+        self.ms_ssim_weight = ms_ssim_weight
 
     def __call__(self, y: torch.Tensor, z: torch.Tensor, x: torch.Tensor, noise: bool) -> torch.Tensor:
         """x: the target pixels (float in [0, 1]) the window's top-left part decodes to; pixels
@@ -76,13 +77,10 @@ class RefinementLoss:
         out = self.compression.latent_forward(y, z, noise=noise, **self.gains)
         h, w = x.shape[-2:]
         x_hat = self.decoder(out["y_hat"])[..., :h, :w]
-        distortion = (x_hat - x).pow(2).mean()
-        if MS_SSIM_WEIGHT and min(h, w) >= MS_SSIM_MIN_SIDE:
-            from pytorch_msssim import ms_ssim
-
-            distortion = distortion + MS_SSIM_WEIGHT * (1 - ms_ssim(x_hat, x, data_range=1.0))
+        # windows too small for MS-SSIM's five scales are searched for MSE alone
+        dist, _, _ = distortion(x_hat, x, self.ms_ssim_weight if min(h, w) >= MS_SSIM_MIN_SIDE else 0.0)
         bits = sum(-torch.log2(out[k]).sum() for k in ("y_likelihoods", "z_likelihoods"))
-        return self.lam * 255**2 * distortion + bits / (h * w)
+        return rate_distortion(dist, bits / (h * w), self.lam)[0]
 
 
 def _spans(n: int, tile: int) -> list[tuple[int, int]]:
@@ -91,15 +89,16 @@ def _spans(n: int, tile: int) -> list[tuple[int, int]]:
 
 @torch.enable_grad()
 def refine_latents(compression: nn.Module, decoder: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   z: torch.Tensor, *, position: int, steps: int, height: int, width: int,
+                   z: torch.Tensor, *, position: int, steps: int, height: int, width: int, ms_ssim_weight: float,
                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Refined (y, z) for the padded uint8 image x (1, 3, H, W) whose real size is height x width;
-    y and z as the analysis transforms gave them (float, on the model's device). `progress(done,
-    total)` is called after each step (and may raise to cancel)."""
+    y and z as the analysis transforms gave them (float, on the model's device); `ms_ssim_weight`
+    the model's (SODECModel.ms_ssim_weight). `progress(done, total)` is called after each step (and
+    may raise to cancel)."""
     if steps <= 0:
         return y, z
     cell, zc = LATENT_CELL, Z_CELL
-    loss_of = RefinementLoss(compression, decoder, position)
+    loss_of = RefinementLoss(compression, decoder, position, ms_ssim_weight=ms_ssim_weight)
     y, z = y.detach().float().clone(), z.detach().float().clone()
     gen = torch.Generator(device="cpu").manual_seed(SEED)
     rows, cols = _spans(y.shape[-2], TILE_CELLS), _spans(y.shape[-1], TILE_CELLS)

@@ -20,6 +20,7 @@ from torch import nn
 from ..config import CONFIG_NAME, WEIGHTS_NAME, SODECConfig
 from .compression import CompressionModule
 from .fidelity import FidelityDecoder
+from .objective import DEFAULT_MS_SSIM_WEIGHT, recorded_ms_ssim_weight
 
 
 class WeightsError(ValueError):
@@ -58,6 +59,9 @@ class SODECModel(nn.Module):
 
             self.diffusion = DiffusionDecoder(cfg)
         self.digest = ""  # sha256 of the weights file this instance was loaded from / saved to
+        # The MS-SSIM weight of the loss it was trained with (from its weights' metadata), which the
+        # encoder's latent search minimises too (models/objective.py).
+        self.ms_ssim_weight = DEFAULT_MS_SSIM_WEIGHT
 
     @property
     def identity(self) -> str:
@@ -140,6 +144,7 @@ class SODECModel(nn.Module):
                                f"{expected[:16]}...: the file is corrupt or does not belong to this config")
         with safe_open(str(weights), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
+            training = json.loads((f.metadata() or {}).get("training", "{}"))
         model = cls(cfg)
         own, lora = split_state(state)
         missing, unexpected = model.load_state_dict(own, strict=False)
@@ -150,6 +155,7 @@ class SODECModel(nn.Module):
         if model.diffusion is not None:
             model.diffusion.load_pretrained(lora, fuse=fuse_lora, **(base_kwargs or {}))
         model.digest = digest
+        model.ms_ssim_weight = recorded_ms_ssim_weight(training)
         model.eval().requires_grad_(False)
         if device is not None or dtype is not None:
             model.to_runtime(device, dtype)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models.objective import DEFAULT_MS_SSIM_WEIGHT
 from ..releases import ENTRIES
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
@@ -45,7 +46,7 @@ class TrainRecipe:
     # for PSNR alone; 0.02 gives the MS-SSIM term the weight CompressAI's MS-SSIM models give it
     # (their lambdas are 0.019-0.021 x 255^2 x those of their MSE models, quality for quality).
     # Needs crops of at least 161 px (5 MS-SSIM scales).
-    ms_ssim_weight: float = 0.0
+    ms_ssim_weight: float = DEFAULT_MS_SSIM_WEIGHT
     # Stage 2: diffusion path with distortion only: d = k_M * MSE + k_P * LPIPS (HiFiC weights).
     stage2: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-5, crop=512, batch_size=4))
     k_mse: float = 0.075 * 2**-5 * 255**2

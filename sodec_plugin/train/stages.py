@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..config import SODECConfig
 from ..eval.metrics import MS_SSIM_MIN_SIDE
+from ..models.objective import distortion, rate_distortion
 from ..models.sodec import DIFFUSION_PREFIX, SODECModel
 from .losses import Distortion, PatchDiscriminator
 from .recipe import StageRecipe, TrainRecipe
@@ -45,8 +46,8 @@ def bits_per_pixel(likelihoods: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 class Stage1:
-    """Compression module + fidelity decoder at every rate point: lambda_r*255^2*d + bpp, with
-    d = MSE (+ ms_ssim_weight * (1 - MS-SSIM) where the recipe asks for it)."""
+    """Compression module + fidelity decoder at every rate point: the fidelity path's
+    rate-distortion objective (models/objective.py) with the recipe's ms_ssim_weight."""
 
     def __init__(self, t: TrainingRun) -> None:
         self.t = t
@@ -65,17 +66,10 @@ class Stage1:
         r = torch.randint(0, self.t.cfg.num_rates, (x.shape[0],), generator=g).to(x.device)
         out = comp(x, r)
         x_f = m.fidelity_decoder(out["y_hat"])
-        mse = (x_f - x).pow(2).flatten(1).mean(1)
-        pixels = x.shape[-1] * x.shape[-2]
-        bpp = bits_per_pixel(out["y_likelihoods"], pixels) + bits_per_pixel(out["z_likelihoods"], pixels)
-        distortion, extra = mse, {}
-        if w := self.t.recipe.ms_ssim_weight:
-            from pytorch_msssim import ms_ssim
-
-            msssim = ms_ssim(x_f, x, data_range=1.0, size_average=False)
-            distortion = mse + w * (1 - msssim)
-            extra["ms_ssim"] = msssim.detach().mean().item()
-        loss = (self.lambdas[r] * 255**2 * distortion + bpp).mean()
+        bpp = _sum_bpp(out, x.shape[-1] * x.shape[-2])
+        dist, mse, msssim = distortion(x_f, x, self.t.recipe.ms_ssim_weight)
+        extra = {} if msssim is None else {"ms_ssim": msssim.detach().mean().item()}
+        loss = rate_distortion(dist, bpp, self.lambdas[r]).mean()
         opt, aux_opt = self.optimizers
         self.t.update(loss, opt, self.t.recipe.grad_clip)
         aux = comp.entropy_bottleneck.loss()

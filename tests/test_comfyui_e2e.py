@@ -144,20 +144,15 @@ NODE_CLASS_MAPPINGS = {{}}
 
 
 def input_image(input_dir: Path) -> tuple[str, tuple[int, int]]:
-    """A Kodak crop (the test set) in ComfyUI's input folder; ComfyUI's example.png without it."""
+    """A crop of the repository's Kodak photo (the test set) in ComfyUI's input folder."""
     from PIL import Image
 
-    from tests.conftest import KODAK
+    from tests.conftest import EXAMPLE_PHOTO
 
-    src = KODAK / "kodim23.png"
-    if src.exists():
-        with Image.open(src) as im:
-            crop = im.convert("RGB").crop((128, 64, 448, 304))
-        crop.save(input_dir / "sodec_e2e_kodim23.png")
-        return "sodec_e2e_kodim23.png", crop.size
-    shutil.copy(Path(COMFY_DIR) / "input" / "example.png", input_dir / "example.png")
-    with Image.open(input_dir / "example.png") as im:
-        return "example.png", im.size
+    with Image.open(EXAMPLE_PHOTO) as im:
+        crop = im.convert("RGB").crop((128, 64, 448, 304))
+    crop.save(input_dir / "sodec_e2e_kodim23.png")
+    return "sodec_e2e_kodim23.png", crop.size
 
 
 APIS = [a.strip() for a in os.environ.get("SODEC_E2E_APIS", "v3,v1").split(",") if a.strip()]

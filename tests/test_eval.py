@@ -28,18 +28,9 @@ from sodec_plugin.eval import (
     psnr,
 )
 from sodec_plugin.eval.report import BD_FIELDS, ROW_FIELDS, SUMMARY_FIELDS
-
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+from tests.conftest import kodak_crop
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def kodak_crop(index: int = 1, box: tuple[int, int, int, int] = (0, 0, 192, 128)) -> Image.Image:
-    path = KODAK / f"kodim{index:02d}.png"
-    if not path.exists():
-        pytest.skip(f"Kodak test images not found at {KODAK} (expected shared/data/kodak beside the repo)")
-    with Image.open(path) as im:
-        return im.convert("RGB").crop(box)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -28,19 +28,15 @@ import sodec_plugin
 from pillow_codec import plugin
 from sodec_plugin import codec, container, engine
 from sodec_plugin.container import Chunk, SDCFile
+from tests.conftest import kodak_crop
 
 REPO = Path(__file__).resolve().parents[1]
-KODAK = REPO.parent / "shared" / "data" / "kodak"
 TINY_MAX_POSITION = 32  # the tiny config: 3 rate points x 16 substeps
 
 
 def photo(index: int = 1, size: tuple[int, int] = (64, 48), left: int = 200, top: int = 150) -> Image.Image:
-    """A real photo crop, RGB."""
-    path = KODAK / f"kodim{index:02d}.png"
-    if not path.exists():
-        pytest.skip(f"Kodak images not found at {KODAK}")
-    with Image.open(path) as im:
-        return im.convert("RGB").crop((left, top, left + size[0], top + size[1]))
+    """A real photo crop, RGB (conftest.kodak_crop)."""
+    return kodak_crop(index, (left, top, left + size[0], top + size[1]))
 
 
 def ramp_alpha(size: tuple[int, int]) -> Image.Image:

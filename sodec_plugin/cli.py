@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from .config import builtin_configs
 from .container import EXTENSION, IMAGE_EXTENSIONS
 from .eval.baselines import DEFAULT_BASELINES
+from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
+from .eval.scores import default_cache_path as default_score_cache
 from .hub import DEFAULT_MODEL
 from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT
 
@@ -230,21 +232,30 @@ def _eval(args: argparse.Namespace) -> int:
     from .eval.run import run_eval
 
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
-             baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort)
+             baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort,
+             metrics=args.metrics, crop=args.crop or None,
+             score_cache=None if args.score_cache == "none" else args.score_cache)
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from .eval.report import BD_METRICS, compare_results, load_results, release_verdict
 
-    old, new = load_results(args.old), load_results(args.new)
-    bd = compare_results(old, new)
-    print(f"{new['codec_name']} against {old['codec_name']} on {bd[0]['images_compared']} images of {new['folder']}")
-    for row in bd:
-        print(f"  {BD_METRICS[row['metric']]}: BD-rate {row['bd_rate_pct']:+.2f}% (averaged curves), "
-              f"{row['bd_rate_pct_per_image']:+.2f}% (per-image mean)")
-    why = release_verdict(bd)
-    print("release rule on this set: " + ("passes" if not why else "fails: " + "; ".join(why)))
+    def one_set(old_path: str, new_path: str) -> list[dict]:
+        old, new = load_results(old_path), load_results(new_path)
+        bd = compare_results(old, new)
+        print(f"{new['codec_name']} against {old['codec_name']} on {bd[0]['images_compared']} images of "
+              f"{new['folder']}")
+        for row in bd:
+            print(f"  {BD_METRICS[row['metric']]}: BD-rate {row['bd_rate_pct']:+.2f}% (averaged curves), "
+                  f"{row['bd_rate_pct_per_image']:+.2f}% (per-image mean)")
+        return bd
+
+    main = one_set(args.old, args.new)
+    guard = one_set(*args.guard) if args.guard else None
+    why = release_verdict(main, guard)
+    scope = "release rule" if guard is not None else "release rule on the high-resolution set alone (add --guard)"
+    print(f"{scope}: " + ("passes" if not why else "fails: " + "; ".join(why)))
     return 0 if not why else 1
 
 
@@ -322,10 +333,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder effort of the SODEC points (see compress --effort)")
     e.add_argument("--jobs", type=int, default=1,
                    help="images evaluated at once, one torch thread each (timings are then per thread)")
+    e.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=list(DEFAULT_METRICS),
+                   help="metrics scored at every point (PSNR and MS-SSIM always are)")
+    e.add_argument("--crop", type=int, default=DEFAULT_CROP,
+                   help="the perceptual metrics score the centre CROP x CROP px of larger images (0: whole image)")
+    e.add_argument("--score-cache", default=str(default_score_cache()),
+                   help="SQLite file of cached scores, shared by evaluations ('none': no cache)")
     e.set_defaults(func=_eval)
     k = sub.add_parser("compare", help="BD-rate of one model's eval against another's (the release rule)")
-    k.add_argument("old", help="eval folder (or results.json) of the current default")
-    k.add_argument("new", help="eval folder (or results.json) of the candidate")
+    k.add_argument("old", help="eval folder (or results.json) of the current default, high-resolution set")
+    k.add_argument("new", help="eval folder (or results.json) of the candidate, high-resolution set")
+    k.add_argument("--guard", nargs=2, metavar=("OLD", "NEW"),
+                   help="the two models' evals on Kodak, the regression guard of the release rule")
     k.set_defaults(func=_compare)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
     t.add_argument("--config", required=True,

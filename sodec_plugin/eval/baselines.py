@@ -13,6 +13,9 @@ quality range. Higher quality always means more bits. Quality scales:
             the encoder hits its floor (headers + lowest layer) so the range stops there.
 * jxl:      libjxl through pillow_jxl, quality 0..99 (integer; maps to the butteraugli distance), effort 7.
             100 would be mathematically lossless, which libjxl only accepts in lossless mode, so it is excluded.
+* avif-down2, avif-down4: the image downscaled 2x or 4x (Lanczos), coded with AVIF as above, and the decode
+            upscaled back (Lanczos). AVIF's files cannot get smaller than about 0.07 bpp on a photo; below that,
+            this is what a user would otherwise do, so SODEC's lowest rate points are shown against it.
 
 Encoders run single-threaded where the plugin allows it, so that timings compare like with like.
 """
@@ -43,6 +46,11 @@ class Codec:
     integer: bool = True
     plugin: str | None = None
     scale: str = ""
+    downscale: int = 1  # code the image shrunk by this factor and enlarge the decode back
+
+
+def _avif_kwargs(q: float) -> dict[str, Any]:
+    return {"quality": int(q), "speed": 6, "max_threads": 1, "subsampling": "4:2:0"}
 
 
 CODECS: dict[str, Codec] = {
@@ -50,13 +58,16 @@ CODECS: dict[str, Codec] = {
                   scale="libjpeg quality 1-100, 4:2:0, optimized Huffman tables"),
     "webp": Codec("WEBP", lambda q: {"quality": int(q), "method": 6}, 0, 100,
                   scale="libwebp quality 0-100, method 6 (slowest, best)"),
-    "avif": Codec("AVIF", lambda q: {"quality": int(q), "speed": 6, "max_threads": 1, "subsampling": "4:2:0"},
-                  0, 100, scale="libavif (aom) quality 0-100, 4:2:0, speed 6, one thread"),
+    "avif": Codec("AVIF", _avif_kwargs, 0, 100, scale="libavif (aom) quality 0-100, 4:2:0, speed 6, one thread"),
     "jpeg2000": Codec("JPEG2000", lambda q: {"quality_mode": "dB", "quality_layers": [float(q)],
                                              "irreversible": True, "mct": 1, "no_jp2": True},
                       15.0, 60.0, integer=False, scale="OpenJPEG target PSNR 15-60 dB, 9/7 wavelet, colour transform"),
     "jxl": Codec("JXL", lambda q: {"quality": int(q), "effort": 7, "num_threads": 1}, 0, 99, plugin="pillow_jxl",
                  scale="libjxl quality 0-99, effort 7, one thread"),
+    "avif-down2": Codec("AVIF", _avif_kwargs, 0, 100, downscale=2,
+                        scale="AVIF as above of the image downscaled 2x (Lanczos), decode upscaled back (Lanczos)"),
+    "avif-down4": Codec("AVIF", _avif_kwargs, 0, 100, downscale=4,
+                        scale="AVIF as above of the image downscaled 4x (Lanczos), decode upscaled back (Lanczos)"),
 }
 
 
@@ -93,7 +104,7 @@ def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, 
     """Encode `image` with `codec` at `quality` in memory and decode it back.
 
     Returns (bytes_len, decoded uint8 H x W x 3 array, encode seconds, decode seconds). Timings cover save() and
-    open()+load() only, not the RGB conversion of the input.
+    open()+load() (and the resizes of a downscaling codec) only, not the RGB conversion of the input.
     """
     reason = codec_unavailable(codec)
     if reason:
@@ -103,14 +114,21 @@ def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, 
     image = _rgb(image)
     buf = io.BytesIO()
     t0 = time.perf_counter()
-    image.save(buf, format=spec.format, **spec.kwargs(q))
+    small = image
+    if spec.downscale > 1:
+        size = (max(1, -(-image.width // spec.downscale)), max(1, -(-image.height // spec.downscale)))
+        small = image.resize(size, Image.Resampling.LANCZOS)
+    small.save(buf, format=spec.format, **spec.kwargs(q))
     t1 = time.perf_counter()
     data = buf.getvalue()
     t2 = time.perf_counter()
     with Image.open(io.BytesIO(data)) as dec:
         dec.load()
+        decoded = _rgb(dec)
+        if spec.downscale > 1:
+            decoded = decoded.resize(image.size, Image.Resampling.LANCZOS)
         t3 = time.perf_counter()
-        arr = np.asarray(_rgb(dec), dtype=np.uint8).copy()
+        arr = np.asarray(decoded, dtype=np.uint8).copy()
     if arr.shape[:2] != (image.height, image.width):
         raise RuntimeError(f"{codec}: decoded size {arr.shape[1]}x{arr.shape[0]} != {image.width}x{image.height}")
     return len(data), arr, t1 - t0, t3 - t2

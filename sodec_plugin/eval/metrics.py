@@ -1,17 +1,23 @@
 """Distortion metrics on uint8 RGB arrays (H x W x 3).
 
-PSNR and MS-SSIM are always available. LPIPS and DISTS are optional: they are offered only when their package is
-importable AND the pretrained backbone weights already sit in the local torch hub cache, because this code must
-never trigger a download (evaluations run offline). Torch is imported inside functions only.
+The scored metrics (`METRICS`): PSNR and MS-SSIM, which papers report, and two perceptual metrics that need no
+neural weights, which codec engineers compare with: ColorVideoVDP (the `cvvdp` package, JOD scale, with a display
+model) and SSIMULACRA2 (the `ssimulacra2` package, a Python port of libjxl's metric). All four are "higher is
+better". LPIPS and DISTS are optional extras: they are offered only when their package is importable AND the
+pretrained backbone weights already sit in the local torch hub cache, because this code must never trigger a
+download (evaluations run offline). Torch is imported inside functions only.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,6 +75,100 @@ def ms_ssim_db(value: float) -> float:
     if value >= 1.0:
         return math.inf
     return -10.0 * math.log10(1.0 - value)
+
+
+# ---- the scored metrics ------------------------------------------------------------------------------------
+
+# ColorVideoVDP's display: a 30-inch 4K monitor, 200 cd/m^2 peak, 250 lux office light, seen from twice its height
+# (cvvdp's `standard_4k`, its own default), so a pixel is seen at about 75 pixels per degree.
+CVVDP_DISPLAY = "standard_4k"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A scored metric: its column label, the package that computes it and how (for reports)."""
+
+    label: str
+    package: str | None  # the module that must be importable; None: always available
+    implementation: str
+
+
+METRICS: dict[str, Metric] = {
+    "psnr": Metric("PSNR (dB)", None, "RGB, 0-255, all pixels and channels"),
+    "ms_ssim": Metric("MS-SSIM", "pytorch_msssim", "pytorch_msssim, RGB, 5 scales, data range 255"),
+    "cvvdp": Metric("CVVDP (JOD)", "pycvvdp",
+                    f"ColorVideoVDP (`cvvdp` on PyPI, package pycvvdp), display `{CVVDP_DISPLAY}`: 30-inch 4K, "
+                    "200 cd/m^2, 250 lux, viewed from 2 x display height; JOD, 10 = no visible difference"),
+    "ssimulacra2": Metric("SSIMULACRA2", "ssimulacra2",
+                          "`ssimulacra2` on PyPI (a Python port of libjxl's metric that blurs with scipy instead "
+                          "of the recursive Gaussian; its scores differ slightly from libjxl's tool); 100 = "
+                          "identical, 90 visually lossless, 70 high, 50 medium, 30 low quality"),
+}
+
+
+def metric_unavailable(name: str) -> str | None:
+    """None when `name` can be scored here, else why not and how to fix it."""
+    m = METRICS.get(name)
+    if m is None:
+        return f"unknown metric {name!r} (known: {', '.join(METRICS)})"
+    if m.package and not _has_module(m.package):
+        return f"{m.package} is not installed (pip install -e \".[eval]\")"
+    return None
+
+
+def _to_hwc_tensor(x: np.ndarray):  # -> torch.Tensor
+    import torch
+
+    return torch.from_numpy(np.array(x, dtype=np.uint8, copy=True))  # torch wants a writable array
+
+
+@lru_cache(maxsize=1)
+def _cvvdp_model():  # -> (pycvvdp.cvvdp, threading.Lock)
+    import pycvvdp
+    import torch
+
+    return pycvvdp.cvvdp(display_name=CVVDP_DISPLAY, quiet=True, device=torch.device("cpu")), threading.Lock()
+
+
+def cvvdp(a: np.ndarray, b: np.ndarray) -> float:
+    """ColorVideoVDP of test `b` against reference `a` in JOD (8-bit sRGB on CVVDP_DISPLAY)."""
+    import torch
+
+    a, b = _check_pair(a, b)
+    model, lock = _cvvdp_model()
+    with lock, torch.no_grad():  # one metric object per process; its predict is not documented as thread-safe
+        jod, _ = model.predict(_to_hwc_tensor(b), _to_hwc_tensor(a), dim_order="HWC")
+    return float(jod)
+
+
+def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIMULACRA2 of `b` against reference `a`, through the package's own entry point (it reads images with
+    Pillow, so the arrays go in as uncompressed in-memory PPM files)."""
+    from ssimulacra2.ssimulacra2 import compute_ssimulacra2
+
+    a, b = _check_pair(a, b)
+
+    def ppm(x: np.ndarray) -> io.BytesIO:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(x, dtype=np.uint8), "RGB").save(buf, format="PPM")
+        buf.seek(0)
+        return buf
+
+    return float(compute_ssimulacra2(ppm(a), ppm(b)))
+
+
+_SCORERS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "psnr": psnr, "ms_ssim": ms_ssim, "cvvdp": cvvdp, "ssimulacra2": ssimulacra2}
+
+
+def score(name: str, ref: np.ndarray, dec: np.ndarray) -> float:
+    """`name`'s score of `dec` against `ref` (uint8 H x W x 3); higher is better for every metric."""
+    reason = metric_unavailable(name)
+    if reason:
+        raise RuntimeError(f"{name}: {reason}")
+    return _SCORERS[name](ref, dec)
 
 
 # ---- optional perceptual metrics ------------------------------------------------------------------------------

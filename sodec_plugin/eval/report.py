@@ -4,8 +4,9 @@ The codec under test is any callable `(PIL.Image, quality) -> (data, decoded PIL
 module does not depend on the SODEC engine. Baselines are rate-matched per image to each tested point (the codec's
 real bpp on that image is the target), so both curves span the same rates and the BD figures use a common range.
 
-Averages are plain means over images of per-image values (bpp, PSNR, MS-SSIM, seconds); the MS-SSIM dB figure is
--10*log10(1 - mean MS-SSIM), as in CompressAI's plots.
+Averages are plain means over images of per-image values (bpp, PSNR, MS-SSIM, CVVDP, SSIMULACRA2, seconds); the
+MS-SSIM dB figure is -10*log10(1 - mean MS-SSIM), as in CompressAI's plots. What each metric scored (implementation,
+display model, region) is in the result's "scoring" entry and the markdown summary.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from PIL import Image
 from ..container import IMAGE_EXTENSIONS
 from .baselines import CODECS, DEFAULT_BASELINES, RateMatch, bpp_of, codec_unavailable, match_rate
 from .bdrate import bd_psnr, bd_rate
-from .metrics import ms_ssim, ms_ssim_db, perceptual_metrics, perceptual_status, psnr
+from .metrics import METRICS, ms_ssim_db, perceptual_metrics, perceptual_status
+from .scores import DEFAULT_CROP, DEFAULT_METRICS, ScoreCache, Scorer
 
 CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
 
@@ -35,7 +37,11 @@ ROW_FIELDS = ["image", "width", "height", "codec", "point", "quality", "target_b
 SUMMARY_FIELDS = ["codec", "point", "images", "bpp", "psnr", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s"]
 BD_FIELDS = ["codec", "baseline", "metric", "bd_rate_pct", "bd_quality", "range_low", "range_high", "points_codec",
              "points_baseline", "bd_rate_pct_per_image", "images_compared"]
-BD_METRICS = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)"}
+# The BD-rate metrics, in report order: the row key and its label (MS-SSIM in dB, where codecs differ).
+BD_METRICS = {"psnr": "PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB)", "cvvdp": METRICS["cvvdp"].label,
+              "ssimulacra2": METRICS["ssimulacra2"].label}
+# The perceptual metrics scored beside PSNR and MS-SSIM (columns of their own in every table).
+PERCEPTUAL = ("cvvdp", "ssimulacra2")
 
 
 def list_images(folder: str | Path, limit: int | None = None) -> list[Path]:
@@ -61,13 +67,17 @@ def _log(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _measure(ref: np.ndarray, dec: np.ndarray, perceptual: dict[str, Callable[[np.ndarray, np.ndarray], float]]
-             ) -> dict[str, float]:
-    m = ms_ssim(ref, dec)
-    out = {"psnr": psnr(ref, dec), "ms_ssim": m, "ms_ssim_db": ms_ssim_db(m)}
+def _measure(ref: np.ndarray, dec: np.ndarray, scorer: Scorer,
+             perceptual: dict[str, Callable[[np.ndarray, np.ndarray], float]]) -> dict[str, float]:
+    out = scorer(ref, dec)
     for name, fn in perceptual.items():
         out[name] = fn(ref, dec)
     return out
+
+
+def scored_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The perceptual metrics that rows carry (older results have none)."""
+    return [m for m in PERCEPTUAL if rows and all(m in r for r in rows)]
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -133,9 +143,10 @@ def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequ
     by_image: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_image.setdefault(r["image"], []).append(r)
+    keys = [k for k in BD_METRICS if summary and all(k in s for s in summary)]
     out = []
     for base in baselines:
-        for key in BD_METRICS:
+        for key in keys:
             ra, da = curve(summary, codec_name, key)
             rb, db = curve(summary, base, key)
             fa = [d for d in da if math.isfinite(d)]
@@ -152,8 +163,15 @@ def bd_table(summary: Sequence[dict[str, Any]], codec_name: str, baselines: Sequ
     return out
 
 
-# The release rule (docs/releasing.md): a new default saves at least this much BD-rate on every metric and set.
+# The release rule (docs/releasing.md). On the high-resolution set (what users open) a new default saves at least
+# RELEASE_MIN_SAVING_PCT on both metrics of one of RELEASE_SAVING_PAIRS and loses more than RELEASE_MAX_LOSS_PCT on
+# none of BD_METRICS; on Kodak (the regression guard) it loses more than GUARD_MAX_LOSS_PCT on none. Each figure
+# holds for the averaged curves and for the per-image mean.
 RELEASE_MIN_SAVING_PCT = 3.0
+RELEASE_SAVING_PAIRS = (("cvvdp", "ssimulacra2"), ("psnr", "ms_ssim_db"))
+RELEASE_MAX_LOSS_PCT = 1.0
+GUARD_MAX_LOSS_PCT = 0.5
+_BD_KEYS = ("bd_rate_pct", "bd_rate_pct_per_image")
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -169,7 +187,7 @@ def _none_to_nan(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def compare_results(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
     """BD-rate of the new model's curve against the old one's, on the images both evaluated: averaged
-    curves and the per-image mean, PSNR and MS-SSIM. Each result's own codec is its codec_name."""
+    curves and the per-image mean, on every metric both scored. Each result's own codec is its codec_name."""
     a, b = old["codec_name"], new["codec_name"]
     if a == b:
         raise ValueError(f"both results are of {a}: nothing to compare")
@@ -178,32 +196,62 @@ def compare_results(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, 
         raise ValueError("the two evaluations share no image")
     rows = _none_to_nan([r for res, name in ((old, a), (new, b)) for r in res["rows"]
                          if r["codec"] == name and r["image"] in shared])
-    return bd_table(summarize(rows), b, [a], rows)
+    return bd_table(summarize(rows, scored_metrics(rows)), b, [a], rows)
 
 
-def release_verdict(bd: Sequence[dict[str, Any]], min_saving_pct: float = RELEASE_MIN_SAVING_PCT) -> list[str]:
-    """Why a comparison fails the release rule on this test set (empty: it passes). Both the averaged
-    curves and the per-image mean must save `min_saving_pct` on each metric."""
+def _worst(row: dict[str, Any]) -> float:
+    """The larger (worse) of a BD row's averaged-curve and per-image BD-rates; nan when either is missing."""
+    values = [row.get(k) for k in _BD_KEYS]
+    if not all(isinstance(v, float) and math.isfinite(v) for v in values):
+        return math.nan
+    return max(values)
+
+
+def release_verdict(main: Sequence[dict[str, Any]], guard: Sequence[dict[str, Any]] | None = None) -> list[str]:
+    """Why a candidate fails the release rule (empty: it passes). `main` is compare_results on the
+    high-resolution set, `guard` on Kodak; None skips the guard (a partial verdict)."""
     why = []
-    for row in bd:
-        for key in ("bd_rate_pct", "bd_rate_pct_per_image"):
-            v = row[key]
-            if not (isinstance(v, float) and math.isfinite(v)) or v > -min_saving_pct:
-                why.append(f"{BD_METRICS.get(row['metric'], row['metric'])} {key}: {_fmt(v, 2)}% "
-                           f"(needs <= -{min_saving_pct:g}%)")
+    by_metric = {row["metric"]: _worst(row) for row in main}
+    for key, label in BD_METRICS.items():
+        v = by_metric.get(key, math.nan)
+        if not math.isfinite(v):
+            why.append(f"high-resolution set: {label} not scored in both evaluations")
+        elif v > RELEASE_MAX_LOSS_PCT:
+            why.append(f"high-resolution set: {label} loses {v:+.2f}% (at most +{RELEASE_MAX_LOSS_PCT:g}%)")
+    if not any(all(by_metric.get(k, math.nan) <= -RELEASE_MIN_SAVING_PCT for k in pair)
+               for pair in RELEASE_SAVING_PAIRS):
+        pairs = " or ".join(" and ".join(BD_METRICS[k] for k in pair) for pair in RELEASE_SAVING_PAIRS)
+        why.append(f"high-resolution set: saves less than {RELEASE_MIN_SAVING_PCT:g}% on {pairs}")
+    if guard is not None:
+        g = {row["metric"]: _worst(row) for row in guard}
+        for key, label in BD_METRICS.items():
+            v = g.get(key, math.nan)
+            if not math.isfinite(v):
+                why.append(f"Kodak: {label} not scored in both evaluations")
+            elif v > GUARD_MAX_LOSS_PCT:
+                why.append(f"Kodak: {label} loses {v:+.2f}% (at most +{GUARD_MAX_LOSS_PCT:g}%)")
     return why
 
 
 def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
              baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
              *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu",
-             jobs: int = 1) -> dict[str, Any]:
+             jobs: int = 1, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
+             score_cache: str | Path | None = None) -> dict[str, Any]:
     """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it;
-    `jobs` images at once (codec_fn must then be thread-safe, as the SODEC engine is).
+    `jobs` images at once (codec_fn must then be thread-safe, as the SODEC engine is). Every point is scored
+    with `metrics` (PSNR and MS-SSIM always; the perceptual ones on the centre `crop`, see scores.py), through
+    the SQLite cache at `score_cache` (None: no cache on disk).
 
-    Returns {"rows", "summary", "bdrate", "perceptual_status", "skipped", "files", ...}; with `out_dir` also writes
-    per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
+    Returns {"rows", "summary", "bdrate", "scoring", "perceptual_status", "skipped", "files", ...}; with `out_dir`
+    also writes per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
     """
+    from .metrics import metric_unavailable
+
+    missing = {m: r for m in metrics if (r := metric_unavailable(m))}
+    if missing:
+        raise RuntimeError("cannot score " + "; ".join(f"{m}: {r}" for m, r in missing.items()))
+    scorer = Scorer(metrics, crop=crop, cache=ScoreCache(score_cache))
     images = list_images(folder, limit)
     if not images:
         raise FileNotFoundError(f"no images in {folder}")
@@ -221,7 +269,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
             used.append(b)
     perceptual = perceptual_metrics(device)
     status = perceptual_status()
-    extra = sorted(perceptual)
+    extra = [m for m in PERCEPTUAL if m in scorer.metrics] + sorted(perceptual)
+
     def one_image(i: int, path: Path) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         with Image.open(path) as im:
@@ -238,7 +287,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
             bpp = bpp_of(len(data), img)
             targets[q] = bpp
             rows.append({**base_row, "codec": codec_name, "point": q, "quality": q, "target_bpp": math.nan,
-                         "bytes": len(data), "bpp": bpp, **_measure(ref, dec, perceptual), "enc_s": float(enc_s),
+                         "bytes": len(data), "bpp": bpp, **_measure(ref, dec, scorer, perceptual),
+                         "enc_s": float(enc_s),
                          "dec_s": float(dec_s)})
             _log(progress, f"[{i}/{len(images)}] {path.name} {codec_name} q={q:g}: {bpp:.4f} bpp, "
                            f"{rows[-1]['psnr']:.2f} dB")
@@ -248,7 +298,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
             for q, target in targets.items():
                 m = match_rate(b, img, target, cache=cache)
                 if m.quality not in measured:
-                    measured[m.quality] = _measure(ref, m.decoded, perceptual)
+                    measured[m.quality] = _measure(ref, m.decoded, scorer, perceptual)
                 rows.append({**base_row, "codec": b, "point": q, "quality": m.quality, "target_bpp": target,
                              "bytes": m.nbytes, "bpp": m.bpp, **measured[m.quality], "enc_s": m.enc_seconds,
                              "dec_s": m.dec_seconds})
@@ -267,6 +317,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         if threads is not None:
             torch_threads(threads)
 
+    scorer.cache.close()
+    _log(progress, f"scores: {scorer.cache.misses} computed, {scorer.cache.hits} from the cache")
     summary = summarize(rows, extra)
     result: dict[str, Any] = {
         "codec_name": codec_name,
@@ -276,6 +328,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         "baselines": used,
         "skipped": skipped,
         "perceptual_metrics": extra,
+        "scoring": scorer.describe(),
         "perceptual_status": status,
         "rows": rows,
         "summary": summary,
@@ -330,16 +383,20 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, str]
 
 
 def plot_rd(result: dict[str, Any], path: str | Path) -> None:
-    """bpp vs PSNR and bpp vs MS-SSIM (dB) side by side, one line per codec (Agg canvas: no display needed)."""
+    """bpp against each BD metric the result scored (PSNR, MS-SSIM in dB, CVVDP, SSIMULACRA2), one panel each,
+    one line per codec (Agg canvas: no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.8))
+    labels = dict(BD_METRICS, ms_ssim_db="MS-SSIM (dB) = -10 log10(1 - MS-SSIM)")
+    keys = [k for k in BD_METRICS if result["summary"] and all(k in s for s in result["summary"])]
+    cols = 2
+    rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(12, 4.8 * rows))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     codecs = list(dict.fromkeys(s["codec"] for s in result["summary"]))
-    for ax, key, label in zip(axes, ("psnr", "ms_ssim_db"), ("PSNR (dB)", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)"),
-                              strict=True):
+    for ax, key in zip(axes, keys, strict=False):
         for codec in codecs:
             pts = sorted((s["bpp"], s[key]) for s in result["summary"] if s["codec"] == codec
                          and math.isfinite(s["bpp"]) and math.isfinite(s[key]))
@@ -348,10 +405,13 @@ def plot_rd(result: dict[str, Any], path: str | Path) -> None:
             main = codec == result.get("codec_name")
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=codec,
                     linewidth=2.4 if main else 1.4, zorder=3 if main else 2)
-        ax.set_xlabel("bits per pixel (real file size)")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel (real file size, log scale)")
+        ax.set_ylabel(labels[key])
+        ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
     n = len(result.get("images", []))
     fig.suptitle(f"Rate-distortion, mean over {n} image{'s' if n != 1 else ''}")
     fig.tight_layout()
@@ -377,7 +437,8 @@ def format_markdown(result: dict[str, Any]) -> str:
                  f"rate-matched per image to each {name} point (real file bpp). Values are means over images; "
                  "MS-SSIM (dB) = -10*log10(1 - mean MS-SSIM). MS-SSIM is n/a for images under 161 px on a side.")
     lines.append("")
-    head = ["codec", "point", "images", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)", "enc s", "dec s", *extra]
+    head = ["codec", "point", "images", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)", "enc s", "dec s",
+            *(METRICS[k].label if k in METRICS else k for k in extra)]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in result["summary"]:
         cells = [s["codec"], _fmt(s["point"], 2), str(s["images"]), _fmt(s["bpp"], 4), _fmt(s["psnr"], 2),
@@ -415,7 +476,12 @@ def format_markdown(result: dict[str, Any]) -> str:
     if result.get("skipped"):
         lines += ["", "Skipped baselines:", ""]
         lines += [f"- {k}: {v}" for k, v in result["skipped"].items()]
-    lines += ["", "## Perceptual metrics", ""]
+    scoring = result.get("scoring")
+    if scoring:
+        lines += ["", "## What each metric scored", ""]
+        lines += [f"- {BD_METRICS.get(m, METRICS[m].label if m in METRICS else m)}: {how}" for m, how in
+                  scoring.items()]
+    lines += ["", "## Optional perceptual metrics", ""]
     lines += [f"- {s}" for s in result.get("perceptual_status", [])]
     baseline_scales = [f"- {b}: {CODECS[b].scale}" for b in result.get("baselines", []) if b in CODECS]
     if baseline_scales:

@@ -131,7 +131,7 @@ class Trainer:
     def run(self, max_steps: int | None = None, progress: bool = True,
             max_seconds: float | None = None) -> list[StepResult]:
         """Train to the stage's last step, or `max_steps`; `max_seconds` of wall clock also ends the run,
-        after a checkpoint, so a job on a machine lent for a fixed time always leaves weights behind."""
+        after a checkpoint, so a job with a fixed time budget always leaves weights behind."""
         from tqdm import tqdm
 
         end = self.sr.steps if max_steps is None else min(self.sr.steps, max_steps)

@@ -13,16 +13,75 @@ loop for as long as the stream says. Two rules make reading past the end impossi
 
 The tables are integer arrays computed once when a model is saved and stored in its weights, so
 files decode the same on every machine (no float CDF evaluation at load time).
+
+Coding needs only compressai's compiled rANS module, `compressai.ans`, which is loaded from its file
+without running compressai's package import (which imports its datasets and torch_geometric: seconds
+of a fresh process's first decode). Training-side parts of compressai come through `compressai_module`.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 PRECISION = 16
 DECODE_CHUNK = 1 << 18  # symbols per call into the rANS decoder
+RANS_MODULE = "compressai.ans"
+_RANS_LOCK = threading.Lock()
+_rans: ModuleType | None = None
+
+
+def compressai_module(name: str) -> ModuleType:
+    """A module of compressai's (training-side: entropy models, bound ops, CDF quantisation), imported
+    with one warning silenced: compressai's import of torch_geometric calls `torch.jit.script`, which
+    torch >= 2.10 flags as deprecated; nobody using this codec can act on it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+        return importlib.import_module(name)
+
+
+def rans() -> ModuleType:
+    """compressai's rANS extension (RansEncoder, RansDecoder), without compressai's package import.
+
+    The extension is created from its file under its own name, as compressai's import would create it:
+    CPython keeps a single-phase extension's module per (file, name), so a later `import compressai`
+    gets a module of the same classes instead of initialising the extension twice (which pybind11
+    refuses: under any other name, that import would fail). The entry CPython puts in sys.modules is
+    removed again, so that `compressai` and its submodules are left for compressai's own import."""
+    global _rans
+    if _rans is not None:
+        return _rans
+    with _RANS_LOCK:
+        if _rans is None:
+            _rans = sys.modules.get(RANS_MODULE) or _load_rans()
+    return _rans
+
+
+def _load_rans() -> ModuleType:
+    package = importlib.util.find_spec(RANS_MODULE.partition(".")[0])
+    folders = list(package.submodule_search_locations or []) if package else []
+    files = [Path(f) / ("ans" + suffix) for f in folders for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((f for f in files if f.is_file()), None)
+    if path is None:  # an unusual install: compressai's own import finds it
+        return compressai_module(RANS_MODULE)
+    loader = importlib.machinery.ExtensionFileLoader(RANS_MODULE, str(path))
+    spec = importlib.util.spec_from_file_location(RANS_MODULE, path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    if sys.modules.get(RANS_MODULE) is module:
+        del sys.modules[RANS_MODULE]
+    return module
 
 
 class EntropyError(ValueError):
@@ -63,8 +122,7 @@ class CodingTable:
     @classmethod
     def from_pmfs(cls, pmfs: list[np.ndarray], offsets: list[int]) -> CodingTable:
         """Quantize each pmf (tail dropped, renormalised) to a CDF with every symbol's freq >= 1."""
-        from compressai._CXX import pmf_to_quantized_cdf
-
+        pmf_to_quantized_cdf = compressai_module("compressai._CXX").pmf_to_quantized_cdf
         rows = []
         for p in pmfs:
             p = np.asarray(p, dtype=np.float64)
@@ -112,12 +170,10 @@ def build_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
 
 
 def encode(symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes:
-    from compressai.ans import RansEncoder
-
     indexes = indexes.reshape(-1).astype(np.int32)
     symbols = table.clamp(symbols.reshape(-1).astype(np.int64), indexes).astype(np.int32)
     cdf, length, offset = table.lists
-    return RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
+    return rans().RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
 
 
 class StreamDecoder:
@@ -129,15 +185,13 @@ class StreamDecoder:
     """
 
     def __init__(self, data: bytes, total: int, table: CodingTable) -> None:
-        from compressai.ans import RansDecoder
-
         needed = 4 * (2 + total)
         if len(data) > needed + 8:
             raise EntropyError("stream is longer than its symbols can use")
         padded = bytes(data) + bytes(needed - len(data) + 8) if len(data) < needed + 8 else bytes(data)
         self.table = table
         self.left = total
-        self._decoder = RansDecoder()
+        self._decoder = rans().RansDecoder()
         self._decoder.set_stream(padded)
 
     def read(self, indexes: np.ndarray) -> np.ndarray:

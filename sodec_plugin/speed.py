@@ -55,7 +55,7 @@ GDN_CHUNK_ROWS = 1024
 
 
 def _fast_gdn_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """compressai's GDN / inverse GDN with the reparametrisation cached, the 1x1 conv done as one
+    """GDN / inverse GDN (models/gdn.py) with the reparametrisation cached, the 1x1 conv done as one
     matmul on channels_last input (a view, no copy) and the elementwise tail done in place."""
     if torch.is_grad_enabled() and (self.beta.requires_grad or self.gamma.requires_grad or x.requires_grad):
         return type(self).forward(self, x)
@@ -79,8 +79,8 @@ def _fast_gdn_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def fast_gdn(module: nn.Module) -> int:
-    """Patch every compressai GDN inside `module` with the fused forward; returns how many."""
-    from compressai.layers import GDN
+    """Patch every GDN inside `module` with the fused forward; returns how many."""
+    from .models.gdn import GDN
 
     count = 0
     for mod in module.modules():

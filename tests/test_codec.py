@@ -178,3 +178,20 @@ def test_icc_profile_of_another_colour_space_is_dropped(tiny_fidelity):
     with pytest.warns(UserWarning, match="ICC profile for Lab dropped"):
         data = sp.compress(Image.new("LAB", (16, 16)), model=str(tiny_fidelity), icc_profile=lab)
     assert "icc_profile" not in sp.decompress(data, model=str(tiny_fidelity)).info
+
+
+def test_a_model_loaded_to_code_builds_compressais_entropy_models_only_when_asked(tiny_fidelity) -> None:
+    """optimize=True (how the engine loads) holds the entropy models' tensors instead of building
+    compressai's modules: the same state dict, and the same modules once something asks for them."""
+    from sodec_plugin.models.sodec import SODECModel
+
+    full = SODECModel.from_folder(tiny_fidelity)
+    light = SODECModel.from_folder(tiny_fidelity, optimize=True)
+    assert "entropy_bottleneck" not in light.compression._modules
+    a, b = full.state_dict(), light.state_dict()
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    eb = light.compression.entropy_bottleneck  # built now, from the held tensors
+    assert torch.equal(eb.quantiles, full.compression.entropy_bottleneck.quantiles)
+    assert not eb.quantiles.requires_grad and not eb.training
+    c = light.state_dict()
+    assert sorted(c) == sorted(a) and all(torch.equal(a[k], c[k]) for k in a)

@@ -80,3 +80,68 @@ def test_fuzz_decoder_never_reads_past_the_buffer(table, data, n, row):
         return
     out = entropy.decode(data, idx, table)
     assert out.shape == (n,)
+
+
+# ---- compressai's rANS module without compressai's package import ----------------------------------
+def _fresh_process(script: str) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+ROUND_TRIP = """
+import json, sys
+import numpy as np
+from PIL import Image
+import sodec_plugin as sp
+from sodec_plugin import entropy
+image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8))
+decoded = sp.decompress(sp.compress(image, quality=50)).size == image.size
+cdf = [[0, 20000, 65536, 65536], [0, 1, 65535, 65536, 65536]]
+table = entropy.CodingTable(np.array([r + [0] * (5 - len(r)) for r in cdf], np.int32), np.array([4, 5], np.int32),
+                            np.array([0, -1], np.int32))
+idx = (np.arange(1000) % 2).astype(np.int32)
+sym = (np.arange(1000) % 3 - 1).astype(np.int32) * idx
+ours_ok = decoded and bool(np.array_equal(entropy.decode(entropy.encode(sym, idx, table), idx, table),
+                                          table.clamp(sym, idx)))
+"""
+
+COMPRESSAI_WORKS = """
+import compressai, compressai.ans, torch
+from compressai.entropy_models import EntropyBottleneck
+eb = EntropyBottleneck(4)
+eb.update(force=True)
+x = torch.round(torch.randn(1, 4, 6, 6) * 3)
+strings = eb.compress(x)
+theirs_ok = bool(torch.equal(eb.decompress(strings, (6, 6)), x))
+"""
+
+
+def test_coding_leaves_compressai_out_of_sys_modules_and_a_later_import_of_it_works() -> None:
+    """A process that codes (an encode and a decode with the bundled model, and the coder alone)
+    never runs compressai's package import (seconds: its datasets import torch_geometric); the user's
+    own `import compressai` afterwards gets the real package, whose coder works (initialising the
+    rANS extension twice would fail)."""
+    r = _fresh_process(ROUND_TRIP + """
+before = sorted(m for m in sys.modules if m.startswith(("compressai", "torch_geometric")))
+""" + COMPRESSAI_WORKS + """
+print(json.dumps({"ours_ok": ours_ok, "before": before, "theirs_ok": theirs_ok,
+                  "real": compressai.ans.__name__, "same_classes": compressai.ans.RansEncoder is
+                  entropy.rans().RansEncoder}))
+""")
+    assert r == {"ours_ok": True, "before": [], "theirs_ok": True, "real": "compressai.ans", "same_classes": True}
+
+
+def test_coding_after_the_users_own_import_of_compressai_uses_its_module() -> None:
+    r = _fresh_process(COMPRESSAI_WORKS + ROUND_TRIP + """
+print(json.dumps({"ours_ok": ours_ok, "theirs_ok": theirs_ok, "shared": entropy.rans() is compressai.ans}))
+""")
+    assert r == {"ours_ok": True, "theirs_ok": True, "shared": True}

@@ -8,23 +8,34 @@ One model covers every rate point with a gain vector per point (Cui et al., "Asy
 deep image compression", 2021): y is scaled by the gain before rounding, and the prior's means and
 scales are scaled by the same exact gain. With `hyper_gain`, z is scaled too, and the prior reads
 the symbols through an exact inverse gain.
+
+Coding reads the integer tables, never the entropy models: a model loaded only to code
+(`entropy_models=False`, as `SODECModel.from_folder(..., optimize=True)` loads one) holds their
+tensors aside and builds compressai's modules from them the first time anything asks for them (the
+encoder's latent search, new tables), so decoding never imports compressai's package.
 """
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
 from torch import nn
 
 from ..config import SODECConfig
+from ..entropy import compressai_module
 from ..tiling import banded_reduce
 from .blocks import identity_blocks
 from .context import CheckerboardContext, anchor_mask
+from .gdn import GDN
 from .latent_codec import TABLE_BUFFERS, LatentCodec
 from .prior import PriorSynthesis
 
 CONTEXT_MODELS = ("none", "checkerboard")
+# compressai's entropy models of training (likelihoods of z and y), by attribute name.
+ENTROPY_MODELS = ("entropy_bottleneck", "gaussian")
+_BUILD_LOCK = threading.Lock()
 
 
 # Encoder bands: about this many input pixels each (a 12 MP encode then peaks ~260 MB above the loaded
@@ -89,7 +100,7 @@ class CompressionModule(nn.Module):
     """The networks and parameters of the compression side (E, H_a, P, the context model, the gains,
     the entropy models) with the training forward; `.codec` codes their latents at inference."""
 
-    def __init__(self, cfg: SODECConfig) -> None:
+    def __init__(self, cfg: SODECConfig, *, entropy_models: bool = True) -> None:
         super().__init__()
         if cfg.rate_substeps & (cfg.rate_substeps - 1):
             raise ValueError("rate_substeps must be a power of two (exact gain interpolation)")
@@ -105,8 +116,12 @@ class CompressionModule(nn.Module):
         self.context = None
         if cfg.context_model == "checkerboard":
             self.context = CheckerboardContext(m, context_channels=cfg.context_channels, **fixed_point)
-        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
-        self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
+        # The entropy models' tensors by state-dict key (under ENTROPY_MODELS) while they are not built.
+        self._held_entropy_state: dict[str, torch.Tensor] | None = None
+        if entropy_models:
+            self._build_entropy_models({})
+        else:
+            self._held_entropy_state = {}
         lam = torch.tensor(cfg.rate_lambdas, dtype=torch.float32)
         init = torch.sqrt(lam / lam[len(lam) // 2])[:, None].repeat(1, m)
         self.gain = nn.Parameter(init.clone())
@@ -150,12 +165,45 @@ class CompressionModule(nn.Module):
         yg_hat = _ste_round(yg - mg) + mg
         return {"y_hat": yg_hat * inverse_gain, "z_hat": z_tilde, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
+    # ---- the entropy models, built when asked for --------------------------------------------------
+    def _build_entropy_models(self, state: dict[str, torch.Tensor]) -> None:
+        """compressai's EntropyBottleneck and GaussianConditional, loaded from `state` (their tensors
+        by state-dict key under ENTROPY_MODELS) when it holds any, placed like the gains."""
+        models = compressai_module("compressai.entropy_models")
+        built = {"entropy_bottleneck": models.EntropyBottleneck(self.cfg.hyper_latent_channels),
+                 "gaussian": models.GaussianConditional(None, scale_bound=self.cfg.scale_min)}
+        for name, mod in built.items():
+            own = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+            if own:  # built late, for a loaded model: its tensors, placed like the gains
+                mod.load_state_dict(own)
+                mod.to(self.gain.device).train(self.training).requires_grad_(self.gain.requires_grad)
+            setattr(self, name, mod)
+        self._held_entropy_state = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ENTROPY_MODELS and self.__dict__.get("_held_entropy_state") is not None:
+            with _BUILD_LOCK:  # one build, whichever thread asks first
+                held = self.__dict__.get("_held_entropy_state")
+                if held is not None:
+                    self._build_entropy_models(held)
+            return self._modules[name]
+        return super().__getattr__(name)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # type: ignore[no-untyped-def]
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key, value in (self.__dict__.get("_held_entropy_state") or {}).items():
+            destination[prefix + key] = value
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # Table buffers are resized to what the checkpoint holds, and cached tables dropped.
         for name, _ in self.named_buffers(recurse=False):
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[key]))
+        held = self.__dict__.get("_held_entropy_state")
+        if held is not None:  # the entropy models are not built: their tensors are held as they come
+            for key in [k for k in state_dict if k.startswith(tuple(f"{prefix}{n}." for n in ENTROPY_MODELS))]:
+                held[key[len(prefix):]] = state_dict.pop(key)
         self.codec.clear_cache()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

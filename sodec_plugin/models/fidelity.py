@@ -6,10 +6,10 @@ decode path, and every fidelity-only release); in the full model its output also
 from __future__ import annotations
 
 import torch
-from compressai.layers import GDN
 from torch import nn
 
 from .blocks import identity_blocks
+from .gdn import GDN
 
 
 def _up(cin: int, cout: int) -> nn.ConvTranspose2d:

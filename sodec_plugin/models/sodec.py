@@ -47,10 +47,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 class SODECModel(nn.Module):
-    def __init__(self, cfg: SODECConfig) -> None:
+    def __init__(self, cfg: SODECConfig, *, entropy_models: bool = True) -> None:
+        """`entropy_models=False`: compressai's entropy models of training are built only when asked
+        for (CompressionModule), for a model that codes."""
         super().__init__()
         self.cfg = cfg
-        self.compression = CompressionModule(cfg)
+        self.compression = CompressionModule(cfg, entropy_models=entropy_models)
         self.fidelity_decoder = FidelityDecoder(cfg.latent_channels, cfg.synthesis_channels, cfg.synthesis_blocks,
                                                 cfg.synthesis_blocks_1_8)
         self.diffusion = None
@@ -127,8 +129,9 @@ class SODECModel(nn.Module):
                     dtype: torch.dtype | None = None, base_kwargs: dict[str, Any] | None = None,
                     fuse_lora: bool = True, optimize: bool = False) -> SODECModel:
         """Load a saved model from a local folder, refusing weights whose digest is wrong. `optimize`
-        applies the exact inference reformulations of sodec_plugin.speed (for models that only decode
-        and encode; the same files and, to rounding, the same pixels)."""
+        applies the exact inference reformulations of sodec_plugin.speed and builds compressai's
+        entropy models of training only when asked for (for models that only decode and encode; the
+        same files and, to rounding, the same pixels)."""
         from safetensors import safe_open
 
         folder = Path(folder)
@@ -145,7 +148,7 @@ class SODECModel(nn.Module):
         with safe_open(str(weights), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
             training = json.loads((f.metadata() or {}).get("training", "{}"))
-        model = cls(cfg)
+        model = cls(cfg, entropy_models=not optimize)
         own, lora = split_state(state)
         missing, unexpected = model.load_state_dict(own, strict=False)
         missing = [k for k in missing if not k.startswith(DIFFUSION_PREFIX)]

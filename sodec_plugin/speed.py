@@ -78,13 +78,16 @@ def _fast_gdn_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm.mul_(x)
 
 
+def _is_gdn(mod: nn.Module) -> bool:
+    """A GDN layer, the project's (models/gdn.py) or compressai's: both have these attributes."""
+    return all(hasattr(mod, a) for a in ("beta", "gamma", "beta_reparam", "gamma_reparam", "inverse"))
+
+
 def fast_gdn(module: nn.Module) -> int:
     """Patch every GDN inside `module` with the fused forward; returns how many."""
-    from .models.gdn import GDN
-
     count = 0
     for mod in module.modules():
-        if isinstance(mod, GDN) and "forward" not in mod.__dict__:
+        if _is_gdn(mod) and "forward" not in mod.__dict__:
             mod.forward = types.MethodType(_fast_gdn_forward, mod)
             count += 1
     return count

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .config import builtin_configs
 from .container import EXTENSION, IMAGE_EXTENSIONS
+from .demo import DEFAULT_HOST as DEMO_HOST
 from .eval.baselines import DEFAULT_BASELINES
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .eval.scores import default_cache_path as default_score_cache
@@ -287,6 +288,17 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from .demo.app import serve
+
+        serve(host=args.host, port=args.port, share=args.share, model=args.model, device=args.device)
+    except ModuleNotFoundError as e:
+        print(f"sodec: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sodec", description="SODEC learned image codec (one-step diffusion decoder)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -369,6 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("download", help="fetch released models into the Hugging Face cache (for offline decoding)")
     g.add_argument("names", nargs="+", help="release names (sodec-lite-10 ...), or all")
     g.set_defaults(func=_download)
+    w = sub.add_parser("demo", help="a local web page: your photo in SODEC next to AVIF, JPEG XL, WebP and JPEG at "
+                                    "the same size (pip install -e \".[demo]\")")
+    w.add_argument("--host", default=DEMO_HOST, help=f"address to listen on (default {DEMO_HOST}: this machine only)")
+    w.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    w.add_argument("--share", action="store_true",
+                   help="also publish a temporary public link through Gradio's share servers (off by default)")
+    w.add_argument("--model", default=None, help=f"model the page starts with (default: the bundled {DEFAULT_MODEL})")
+    w.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto")
+    w.set_defaults(func=_demo)
     return p
 
 

@@ -162,10 +162,10 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     for kind, value in ((Chunk.ICC, icc_profile), (Chunk.EXIF, exif), (Chunk.XMP, xmp)):
         if value:
             chunks[kind] = value.encode() if isinstance(value, str) else bytes(value)
-    if m.digest[:8] not in known_model_ids():
+    if container.model_id_hex(m.digest) not in known_model_ids():
         chunks[Chunk.MODEL_NAME] = m.identity.encode()
     return container.pack(SDCFile(width=pil.width, height=pil.height, mode=pil.mode,
-                                  model_id=bytes.fromhex(m.digest[:8]), rate_position=position,
+                                  model_id=bytes.fromhex(container.model_id_hex(m.digest)), rate_position=position,
                                   z_stream=z_stream, y_stream=y_stream, chunks=chunks))
 
 
@@ -181,7 +181,7 @@ def model_for_file(f: SDCFile, model: Any = None, device: Any = None, dtype: Any
 
         model = known_model_ids().get(f.model_hex) or loaded_model_for(f.model_hex)
     m = get_model(model, device=device, dtype=dtype)
-    if m.digest[:8] != f.model_hex:
+    if container.model_id_hex(m.digest) != f.model_hex:
         raise ModelMismatchError(f"this file was written with {need}; the model given is {m.identity}")
     if f.rate_position > m.cfg.max_rate_position:
         raise FormatError(f"rate position {f.rate_position} is outside the model's range")

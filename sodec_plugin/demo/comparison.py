@@ -298,8 +298,8 @@ class Comparer:
         rgb = image if image.mode == "RGB" else Image.fromarray(ref, "RGB")
         entries += self._match(rgb, bpp_of(colour, rgb), names, self._cache_for(ref),
                                lambda i, what: say(0.35 + 0.45 * i / max(1, len(names)), what))
-        say(0.85, "scoring")
-        columns, rows = self._table(ref, entries, self.metrics(perceptual))
+        columns, rows = self._table(ref, entries, self.metrics(perceptual),
+                                    say=lambda i, what: say(0.8 + 0.2 * i / len(entries), what))
         summary = (f"**{sodec.label}**, {sodec.setting}: {len(data):,} bytes, "
                    f"{bpp_of(len(data), image):.4f} bpp. The other codecs are set to the same size.")
         say(1.0, "done")
@@ -327,16 +327,18 @@ class Comparer:
                              enc_s=m.enc_seconds, dec_s=m.dec_seconds, note=note))
         return out
 
-    def _table(self, ref: np.ndarray | None, entries: list[Coded],
-               metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    def _table(self, ref: np.ndarray | None, entries: list[Coded], metrics: list[str],
+               say: Callable[[int, str], None] | None = None) -> tuple[list[str], list[list[str]]]:
         scorer = Scorer(metrics, cache=self.scores) if ref is not None else None
         shown = scorer.metrics if scorer is not None else []
         columns = ["codec", "setting", "bytes", "bpp", *(METRICS[m].label for m in shown),
                    "encode (s)", "decode (s)", "note"]
         rows = []
-        for e in entries:
+        for i, e in enumerate(entries):
             if e.key == "original":
                 continue
+            if say is not None:
+                say(i, f"scoring {e.label}")
             scores = self._scores(scorer, ref, e.pixels) if scorer is not None and e.pixels is not None else {}
             h, w = (e.pixels.shape[:2] if e.pixels is not None else ref.shape[:2] if ref is not None else (0, 0))
             rows.append([e.label, e.setting, _num(e.nbytes, ",d"),

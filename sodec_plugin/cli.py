@@ -19,8 +19,8 @@ from .config import builtin_configs
 from .container import EXTENSION, IMAGE_EXTENSIONS
 from .demo import DEFAULT_HOST as DEMO_HOST
 from .eval.baselines import DEFAULT_BASELINES
+from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
-from .eval.scores import default_cache_path as default_score_cache
 from .hub import DEFAULT_MODEL
 from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT
 
@@ -235,7 +235,7 @@ def _eval(args: argparse.Namespace) -> int:
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
              baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort,
              metrics=args.metrics, crop=args.crop or None,
-             score_cache=None if args.score_cache == "none" else args.score_cache)
+             cache=None if args.cache == "none" else args.cache)
     return 0
 
 
@@ -349,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metrics scored at every point (PSNR and MS-SSIM always are)")
     e.add_argument("--crop", type=int, default=DEFAULT_CROP,
                    help="the perceptual metrics score the centre CROP x CROP px of larger images (0: whole image)")
-    e.add_argument("--score-cache", default=str(default_score_cache()),
-                   help="SQLite file of cached scores, shared by evaluations ('none': no cache)")
+    e.add_argument("--cache", default=str(default_eval_cache()),
+                   help="SQLite file of baseline encodes and scores, shared by evaluations ('none': no cache)")
     e.set_defaults(func=_eval)
     k = sub.add_parser("compare", help="BD-rate of one model's eval against another's (the release rule)")
     k.add_argument("old", help="eval folder (or results.json) of the current default, high-resolution set")

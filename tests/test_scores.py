@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from sodec_plugin.eval.baselines import CODECS, encode_decode, match_rate
+from sodec_plugin.eval.cache import EvalCache
 from sodec_plugin.eval.metrics import METRICS, metric_unavailable, score
-from sodec_plugin.eval.scores import ScoreCache, Scorer, centre_crop
+from sodec_plugin.eval.scores import Scorer, centre_crop
 from tests.conftest import kodak_crop
 
 
@@ -58,19 +59,38 @@ def test_perceptual_metrics_score_the_crop_and_psnr_the_whole(photo):
 
 
 def test_a_second_run_reads_every_score_from_the_cache(tmp_path, photo):
-    path = tmp_path / "scores.sqlite"
+    path = tmp_path / "eval-cache.sqlite"
     decodes = [_noisy(photo, s) for s in (3, 9)]
-    first = ScoreCache(path)
+    first = EvalCache(path)
     a = [Scorer(crop=128, cache=first)(photo, d) for d in decodes]
-    assert (first.misses, first.hits) == (2 * len(METRICS), 0)
+    assert (first.misses["scores"], first.hits["scores"]) == (2 * len(METRICS), 0)
     first.close()
-    second = ScoreCache(path)
+    second = EvalCache(path)
     b = [Scorer(crop=128, cache=second)(photo, d) for d in decodes]
-    assert (second.misses, second.hits) == (0, 2 * len(METRICS))
+    assert (second.misses["scores"], second.hits["scores"]) == (0, 2 * len(METRICS))
     assert a == b
     # Another region is another score: nothing stale is read for it.
     Scorer(crop=64, cache=second)(photo, decodes[0])
-    assert second.misses == 2  # cvvdp and ssimulacra2; PSNR and MS-SSIM score the whole image either way
+    assert second.misses["scores"] == 2  # cvvdp and ssimulacra2; PSNR and MS-SSIM score the whole image either way
+    second.close()
+
+
+def test_a_second_run_reads_every_baseline_encode_from_the_cache(tmp_path, photo):
+    from PIL import Image
+
+    image, path = Image.fromarray(photo), tmp_path / "eval-cache.sqlite"
+    first = EvalCache(path)
+    m1 = match_rate("webp", image, 0.8, store=first)
+    assert first.misses["encodes"] == m1.tries > 0 and first.hits["encodes"] == 0
+    first.close()
+    second = EvalCache(path)
+    m2 = match_rate("webp", image, 0.8, store=second)
+    assert second.misses["encodes"] == 0 and second.hits["encodes"] == m2.tries == m1.tries
+    assert (m2.quality, m2.nbytes) == (m1.quality, m1.nbytes) and np.array_equal(m2.decoded, m1.decoded)
+    # Another photo is another encode.
+    other = Image.fromarray(np.ascontiguousarray(photo[:, ::-1]))
+    encode_decode("webp", other, m1.quality, cache=second)
+    assert second.misses["encodes"] == 1
     second.close()
 
 

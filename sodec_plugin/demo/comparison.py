@@ -24,8 +24,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .. import container
 from ..container import Chunk, FormatError
 from ..eval.baselines import CODECS, available_codecs, bpp_of, match_rate
+from ..eval.cache import EvalCache
 from ..eval.metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
-from ..eval.scores import WHOLE_IMAGE_METRICS, ScoreCache, Scorer
+from ..eval.scores import WHOLE_IMAGE_METRICS, Scorer
 from ..rates import check_effort, check_quality, position_to_quality
 
 Progress = Callable[[float, str], None]
@@ -235,7 +236,7 @@ class Comparer:
 
     def __init__(self, device: Any = None) -> None:
         self.device = device
-        self.scores = ScoreCache(None)
+        self.scores = EvalCache(None)
         self._rate_key: str | None = None
         self._rate_cache: dict = {}
 

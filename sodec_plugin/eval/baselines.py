@@ -31,7 +31,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import PIL
 from PIL import Image
+
+from .cache import EvalCache, digest
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,13 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, np.ndarray, float, float]:
-    """Encode `image` with `codec` at `quality` in memory and decode it back.
+def encode_decode(codec: str, image: Image.Image, quality: float, *, cache: EvalCache | None = None
+                  ) -> tuple[int, np.ndarray, float, float]:
+    """Encode `image` with `codec` at `quality` in memory (or take the encode from `cache`) and decode it back.
 
     Returns (bytes_len, decoded uint8 H x W x 3 array, encode seconds, decode seconds). Timings cover save() and
-    open()+load() (and the resizes of a downscaling codec) only, not the RGB conversion of the input.
+    open()+load() (and the resizes of a downscaling codec) only, not the RGB conversion of the input; a cached
+    encode keeps the time it took when it was made.
     """
     reason = codec_unavailable(codec)
     if reason:
@@ -112,15 +117,22 @@ def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, 
     spec = CODECS[codec]
     q = min(max(float(quality), spec.q_min), spec.q_max)
     image = _rgb(image)
-    buf = io.BytesIO()
-    t0 = time.perf_counter()
-    small = image
-    if spec.downscale > 1:
-        size = (max(1, -(-image.width // spec.downscale)), max(1, -(-image.height // spec.downscale)))
-        small = image.resize(size, Image.Resampling.LANCZOS)
-    small.save(buf, format=spec.format, **spec.kwargs(q))
-    t1 = time.perf_counter()
-    data = buf.getvalue()
+    key = f"{codec}|{q!r}|{spec.scale}|Pillow {PIL.__version__}|{digest(np.asarray(image))}" if cache else ""
+    hit = cache.encode(key) if cache else None
+    if hit is not None:
+        data, enc_s = hit
+    else:
+        buf = io.BytesIO()
+        t0 = time.perf_counter()
+        small = image
+        if spec.downscale > 1:
+            size = (max(1, -(-image.width // spec.downscale)), max(1, -(-image.height // spec.downscale)))
+            small = image.resize(size, Image.Resampling.LANCZOS)
+        small.save(buf, format=spec.format, **spec.kwargs(q))
+        enc_s = time.perf_counter() - t0
+        data = buf.getvalue()
+        if cache:
+            cache.put_encode(key, data, enc_s)
     t2 = time.perf_counter()
     with Image.open(io.BytesIO(data)) as dec:
         dec.load()
@@ -131,7 +143,7 @@ def encode_decode(codec: str, image: Image.Image, quality: float) -> tuple[int, 
         arr = np.asarray(decoded, dtype=np.uint8).copy()
     if arr.shape[:2] != (image.height, image.width):
         raise RuntimeError(f"{codec}: decoded size {arr.shape[1]}x{arr.shape[0]} != {image.width}x{image.height}")
-    return len(data), arr, t1 - t0, t3 - t2
+    return len(data), arr, enc_s, t3 - t2
 
 
 @dataclass
@@ -178,7 +190,8 @@ def _next_quality(lo: tuple[float, float] | None, hi: tuple[float, float] | None
 
 
 def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: float = 0.005, max_steps: int = 24,
-               cache: dict[tuple[str, float], RateMatch] | None = None) -> RateMatch:
+               cache: dict[tuple[str, float], RateMatch] | None = None, store: EvalCache | None = None
+               ) -> RateMatch:
     """Search `codec`'s quality for the real file rate closest to `target_bpp`.
 
     Assumes rate grows with quality (true up to small wiggles); every encode tried is a candidate, so the closest one
@@ -186,7 +199,7 @@ def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: fl
     highest quality. Stops early within `rel_tol` relative rate error. `cache` (per image) lets several targets on the
     same image reuse encodes: each search starts from the tightest bracket among them and interpolates in log rate,
     so a ladder of targets costs a few encodes each instead of a bisection of the whole range (multi-megapixel
-    photos take seconds per encode).
+    photos take seconds per encode). `store` keeps the encodes for later evaluations (cache.py).
     """
     reason = codec_unavailable(codec)
     if reason:
@@ -200,7 +213,7 @@ def match_rate(codec: str, image: Image.Image, target_bpp: float, *, rel_tol: fl
         nonlocal tries
         key = (codec, q)
         if key not in cache:
-            nbytes, arr, enc_s, dec_s = encode_decode(codec, image, q)
+            nbytes, arr, enc_s, dec_s = encode_decode(codec, image, q, cache=store)
             cache[key] = RateMatch(codec, q, nbytes=nbytes, bpp=bpp_of(nbytes, image), decoded=arr,
                                    enc_seconds=enc_s, dec_seconds=dec_s)
             tries += 1

@@ -27,8 +27,9 @@ from PIL import Image
 from ..container import IMAGE_EXTENSIONS
 from .baselines import CODECS, DEFAULT_BASELINES, RateMatch, bpp_of, codec_unavailable, match_rate
 from .bdrate import bd_psnr, bd_rate
+from .cache import EvalCache
 from .metrics import METRICS, ms_ssim_db, perceptual_metrics, perceptual_status
-from .scores import DEFAULT_CROP, DEFAULT_METRICS, ScoreCache, Scorer
+from .scores import DEFAULT_CROP, DEFAULT_METRICS, Scorer
 
 CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
 
@@ -237,11 +238,11 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
              baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
              *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu",
              jobs: int = 1, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
-             score_cache: str | Path | None = None) -> dict[str, Any]:
+             cache: str | Path | None = None) -> dict[str, Any]:
     """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it;
     `jobs` images at once (codec_fn must then be thread-safe, as the SODEC engine is). Every point is scored
     with `metrics` (PSNR and MS-SSIM always; the perceptual ones on the centre `crop`, see scores.py), through
-    the SQLite cache at `score_cache` (None: no cache on disk).
+    the evaluation cache file `cache` (baseline encodes and scores; None: nothing kept on disk).
 
     Returns {"rows", "summary", "bdrate", "scoring", "perceptual_status", "skipped", "files", ...}; with `out_dir`
     also writes per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
@@ -251,7 +252,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
     missing = {m: r for m in metrics if (r := metric_unavailable(m))}
     if missing:
         raise RuntimeError("cannot score " + "; ".join(f"{m}: {r}" for m, r in missing.items()))
-    scorer = Scorer(metrics, crop=crop, cache=ScoreCache(score_cache))
+    store = EvalCache(cache)
+    scorer = Scorer(metrics, crop=crop, cache=store)
     images = list_images(folder, limit)
     if not images:
         raise FileNotFoundError(f"no images in {folder}")
@@ -296,7 +298,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
             cache: dict[tuple[str, float], RateMatch] = {}
             measured: dict[float, dict[str, float]] = {}
             for q, target in targets.items():
-                m = match_rate(b, img, target, cache=cache)
+                m = match_rate(b, img, target, cache=cache, store=store)
                 if m.quality not in measured:
                     measured[m.quality] = _measure(ref, m.decoded, scorer, perceptual)
                 rows.append({**base_row, "codec": b, "point": q, "quality": m.quality, "target_bpp": target,
@@ -317,8 +319,8 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         if threads is not None:
             torch_threads(threads)
 
-    scorer.cache.close()
-    _log(progress, f"scores: {scorer.cache.misses} computed, {scorer.cache.hits} from the cache")
+    store.close()
+    _log(progress, store.summary())
     summary = summarize(rows, extra)
     result: dict[str, Any] = {
         "codec_name": codec_name,

@@ -27,9 +27,9 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
              out_dir: str | Path | None = "eval-out", device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
              mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1,
              effort: int = 0, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
-             score_cache: str | Path | None = None) -> dict[str, Any]:
+             cache: str | Path | None = None) -> dict[str, Any]:
     """Real .sdc bytes for every image and quality (encoded at `effort`), decoded, scored (`metrics`,
-    the perceptual ones on the centre `crop`, through the cache file `score_cache`) and compared."""
+    the perceptual ones on the centre `crop`) and compared; `cache` keeps baseline encodes and scores."""
     from .. import codec
     from ..engine import get_model
 
@@ -46,7 +46,7 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
     codec_fn(Image.new("RGB", (64, 64)), qualities[0])  # warm-up: first-call costs are not the codec's
     result = evaluate(folder, codec_fn, qualities, baselines=tuple(baselines), out_dir=out_dir, progress=progress,
                       codec_name=m.identity + (f"+effort{effort}" if effort else ""), limit=limit, jobs=jobs,
-                      metrics=metrics, crop=crop, score_cache=score_cache)
+                      metrics=metrics, crop=crop, cache=cache)
     if progress:
         print(format_markdown(result))
     return result

@@ -306,7 +306,8 @@ def build_page(model: str | None = None, device: Any = None) -> "gr.Blocks":
         gr.on([upload.change, run.click, quality.release, target_kb.submit, effort.release, decode_path.change,
                guidance.release], compare,
               [upload, model_box, rate_by, quality, target_kb, effort, decode_path, guidance, codec_box,
-               perceptual_box, zoom], outputs, api_name="compare", trigger_mode="always_last", concurrency_limit=1)
+               perceptual_box, zoom], outputs, api_name="compare", trigger_mode="always_last", concurrency_limit=1,
+              show_progress_on=[main, pair])
         gr.on([left.change, right.change], page.pair, [left, right, entries], pair, api_name=False)
 
         def picked(entries_: list[Coded] | None, zoom_: str, evt: gr.SelectData) -> tuple:

@@ -23,7 +23,7 @@ from PIL import Image
 from ..eval.baselines import CODECS
 from ..eval.metrics import METRICS
 from ..eval.scores import WHOLE_IMAGE_METRICS
-from ..rates import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT
+from ..rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT
 from . import DEFAULT_HOST
 from .comparison import (
     Coded,
@@ -44,7 +44,7 @@ log = logging.getLogger("sodec.demo")
 
 # The decode paths a page offers (the engine's "auto" is what the page uses for models without a choice), and the
 # guidance slider's range: as SODECDecode's in ComfyUI.
-DECODE_PATHS = ("diffusion", "fidelity")
+DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")
 GUIDANCE_RANGE = (0.0, 10.0, 0.05)
 # Gradio's cache of pictures sent to browsers: swept every 10 minutes of files older than an hour.
 DELETE_CACHE = (600, 3600)

@@ -100,7 +100,7 @@ def test_upload_quality_change_and_downloads(client, photo):
 
 def test_crops_of_the_picked_region(client, photo):
     _compare(client, photo, quality=30)
-    html = client.predict(10, 20, "2x", api_name="/crops")  # the session's last run
+    html = client.predict(10, 20, "2x", api_name="/crops")  # this client's last run
     assert html.count("<img ") == 4  # original, SODEC, AVIF, JPEG
     assert 'width="384"' in html and "Original" in html
 

@@ -20,11 +20,14 @@ from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  
 from .rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
 
     from .models.sodec import SODECModel
 
-# Decoder tiles: DEFAULT_TILE (config) latent cells, overlap 8 cells = 128 px.
+# The decoder's working size: DEFAULT_TILE (config) latent cells. The fidelity decoder streams bands
+# of rows holding about tile x tile cells; the diffusion path's UNet and VAE tiles overlap by 8 cells.
 TILE_OVERLAP = 8
 SD_LATENT_CELL = 8  # pixels per cell of Stable Diffusion's latent (the UNet's grid)
 
@@ -207,9 +210,33 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
     return y_hat, lc.z_dequantized(z_hat, f.rate_position).float()
 
 
+def fidelity_rows(m: SODECModel, y_hat: torch.Tensor, tile: int = DEFAULT_TILE,
+                  progress: Any = None) -> Iterator[torch.Tensor]:
+    """D_a's padded output in [0, 1] (float, CPU), in successive parts of full-width rows: the decoder
+    streams bands of latent rows (models/rows.py) that hold about as many cells as a `tile` x `tile`
+    square, computing each pixel once with memory bounded by the band. `progress(done, total)` per band."""
+    import torch
+
+    h, w = y_hat.shape[-2:]
+    band = max(1, tile * tile // w)
+    total = -(-h // band)
+    y = y_hat.to(m.device, m.dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for done, part in enumerate(m.fidelity_decoder.rows(y, band), 1):
+            yield part.float().cpu()
+            if progress is not None:
+                progress(done, total)
+
+
 def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,
-                 tile: int | None = None, draft: bool = False, progress: Any = None) -> torch.Tensor:
-    """Latents -> padded image tensor (1, 3, H, W) in [0, 1] on the CPU, in tiles if large."""
+                 tile: int | None = None, draft: bool = False, progress: Any = None, *,
+                 out: np.ndarray | None = None) -> Any:
+    """Latents -> padded image tensor (1, 3, H, W) in [0, 1] on the CPU. The fidelity decoder streams
+    bands of rows of about `tile` x `tile` latent cells (fidelity_rows); the diffusion path's UNet and
+    VAE work in tiles of `tile` latent cells.
+    Given `out` (uint8, (h, w, 3), at most the padded size), the image goes there as 8-bit pixels,
+    cropped, and `out` is returned: on the fidelity path band by band as D_a streams, so that no
+    full-size float image is ever held."""
     import torch
 
     from .tiling import tiled_apply
@@ -222,24 +249,29 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
     tile = tile or DEFAULT_TILE
     if tile < 1:
         raise ValueError("tile must be a positive number of latent cells")
-    # The fidelity decoder's tiles keep an overlap that covers its receptive field (exact result);
-    # the UNet and VAE tiles (SD latent cells, 8 px) blend over a quarter of the tile.
-    fid_tile = max(tile, 3 * TILE_OVERLAP)
+    if out is not None and not use_diffusion:
+        top = 0
+        for part in fidelity_rows(m, y_hat, tile, progress=progress):
+            if top < out.shape[0]:
+                to_bytes(part, out[top:top + part.shape[2]])
+            top += part.shape[2]
+        return out
+    x_f = torch.empty(1, 3, y_hat.shape[-2] * LATENT_CELL, y_hat.shape[-1] * LATENT_CELL)
+    top = 0
+    for part in fidelity_rows(m, y_hat, tile, progress=progress if not use_diffusion else None):
+        x_f[:, :, top:top + part.shape[2]] = part
+        top += part.shape[2]
+    if not use_diffusion:
+        return x_f.clamp_(0, 1)
+    # The UNet and VAE tiles (SD latent cells, 8 px) blend over a quarter of the tile.
     sd_tile = 2 * tile
     sd_overlap = max(1, min(2 * TILE_OVERLAP, sd_tile // 4))
     dev, dt = m.device, m.dtype
-
-    def fidelity(parts: list[torch.Tensor]) -> torch.Tensor:
-        return m.fidelity_decoder(parts[0].to(dev, dt)).float().cpu()
-
     with torch.inference_mode():
-        x_f = tiled_apply(fidelity, [y_hat], tile=fid_tile, overlap=TILE_OVERLAP, scale=LATENT_CELL, out_channels=3,
-                          progress=progress if not use_diffusion else None)
-        if not use_diffusion:
-            return x_f.clamp(0, 1)
         d = m.diffusion
         y_t = d.latent(y_hat.to(dev, dt), z_hat.to(dev, dt))
         cond = d.guidance_tokens(x_f.to(dev, dt), float(guidance))
+        del x_f
 
         def unet_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.denoise(parts[0].to(dev, dt), cond).float().cpu()
@@ -250,19 +282,26 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
         def vae_step(parts: list[torch.Tensor]) -> torch.Tensor:
             return d.decode_latent(parts[0].to(dev, dt), draft=draft).cpu()
 
-        return tiled_apply(vae_step, [y0], tile=sd_tile, overlap=sd_overlap, scale=SD_LATENT_CELL, out_channels=3)
+        x = tiled_apply(vae_step, [y0], tile=sd_tile, overlap=sd_overlap, scale=SD_LATENT_CELL, out_channels=3)
+    if out is None:
+        return x
+    band = max(1, (16 << 20) // (12 * out.shape[1]))  # to bytes in bands: no second full-size float copy
+    for top in range(0, out.shape[0], band):
+        to_bytes(x[:, :, top:top + band], out[top:top + band])
+    return out
 
 
-def to_output_image(x: torch.Tensor, f: SDCFile) -> Image.Image:
+def to_bytes(rows: torch.Tensor, out: np.ndarray) -> None:
+    """Rows (1, 3, r, W') in [0, 1] (or beyond: clamped) to 8-bit pixels in `out` (r', W, 3), cropped
+    to out's size."""
     import torch
 
-    # To bytes in bands of rows: the float image is the largest thing a big decode holds, so no
-    # second full-size float copy is made.
-    arr = np.empty((f.height, f.width, 3), dtype=np.uint8)
-    band = max(1, (16 << 20) // (12 * f.width))
-    for top in range(0, f.height, band):
-        part = x[0, :, top:min(f.height, top + band), : f.width].mul(255.0).add_(0.5).clamp_(0, 255)
-        arr[top:top + part.shape[1]] = part.to(torch.uint8).permute(1, 2, 0).numpy()
+    part = rows[0, :, : out.shape[0], : out.shape[1]].mul(255.0).add_(0.5).clamp_(0, 255)
+    out[:] = part.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def to_output_image(arr: np.ndarray, f: SDCFile) -> Image.Image:
+    """The decoded 8-bit RGB pixels (the file's size) as the file's image: its mode, its alpha plane."""
     im = Image.fromarray(arr, "RGB")
     if f.mode in ("L", "LA"):
         im = im.convert("L")
@@ -290,13 +329,15 @@ def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any
                 warn_size: bool = True) -> Image.Image:
     """The decode pipeline that every door runs (Python, CLI, Pillow, ComfyUI): size limit, the
     file's model, entropy decoding, the decoder, the output image with its metadata in `info`.
-    `progress(done, total)` is called per decoder tile (and may raise to cancel)."""
+    `progress(done, total)` is called per band of the fidelity decoder, or per UNet / VAE tile on the
+    diffusion path (and may raise to cancel)."""
     if mode not in DECODE_MODES:
         raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
     check_pixels(f.width, f.height, warn=warn_size)
     m = model_for_file(f, model=model, device=device, dtype=dtype)
     y_hat, z_hat = decode_latents(f, m)
-    x = decode_image(m, y_hat, z_hat, mode=mode, guidance=guidance, tile=tile, draft=draft, progress=progress)
+    x = decode_image(m, y_hat, z_hat, mode=mode, guidance=guidance, tile=tile, draft=draft, progress=progress,
+                     out=np.empty((f.height, f.width, 3), dtype=np.uint8))
     im = to_output_image(x, f)
     for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
         if f.chunk(kind) is not None:

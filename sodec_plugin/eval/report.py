@@ -208,29 +208,30 @@ def _worst(row: dict[str, Any]) -> float:
     return max(values)
 
 
-def release_verdict(main: Sequence[dict[str, Any]], guard: Sequence[dict[str, Any]] | None = None) -> list[str]:
-    """Why a candidate fails the release rule (empty: it passes). `main` is compare_results on the
-    high-resolution set, `guard` on Kodak; None skips the guard (a partial verdict)."""
+def _losses(bd: Sequence[dict[str, Any]], where: str, max_loss_pct: float) -> tuple[dict[str, float], list[str]]:
+    """Each metric's worse BD-rate on one set, and why any of them fails: not scored, or losing more than
+    `max_loss_pct`."""
+    by_metric = {row["metric"]: _worst(row) for row in bd}
     why = []
-    by_metric = {row["metric"]: _worst(row) for row in main}
     for key, label in BD_METRICS.items():
         v = by_metric.get(key, math.nan)
         if not math.isfinite(v):
-            why.append(f"high-resolution set: {label} not scored in both evaluations")
-        elif v > RELEASE_MAX_LOSS_PCT:
-            why.append(f"high-resolution set: {label} loses {v:+.2f}% (at most +{RELEASE_MAX_LOSS_PCT:g}%)")
+            why.append(f"{where}: {label} not scored in both evaluations")
+        elif v > max_loss_pct:
+            why.append(f"{where}: {label} loses {v:+.2f}% (at most +{max_loss_pct:g}%)")
+    return by_metric, why
+
+
+def release_verdict(main: Sequence[dict[str, Any]], guard: Sequence[dict[str, Any]] | None = None) -> list[str]:
+    """Why a candidate fails the release rule (empty: it passes). `main` is compare_results on the
+    high-resolution set, `guard` on Kodak; None skips the guard (a partial verdict)."""
+    by_metric, why = _losses(main, "high-resolution set", RELEASE_MAX_LOSS_PCT)
     if not any(all(by_metric.get(k, math.nan) <= -RELEASE_MIN_SAVING_PCT for k in pair)
                for pair in RELEASE_SAVING_PAIRS):
         pairs = " or ".join(" and ".join(BD_METRICS[k] for k in pair) for pair in RELEASE_SAVING_PAIRS)
         why.append(f"high-resolution set: saves less than {RELEASE_MIN_SAVING_PCT:g}% on {pairs}")
     if guard is not None:
-        g = {row["metric"]: _worst(row) for row in guard}
-        for key, label in BD_METRICS.items():
-            v = g.get(key, math.nan)
-            if not math.isfinite(v):
-                why.append(f"Kodak: {label} not scored in both evaluations")
-            elif v > GUARD_MAX_LOSS_PCT:
-                why.append(f"Kodak: {label} loses {v:+.2f}% (at most +{GUARD_MAX_LOSS_PCT:g}%)")
+        why += _losses(guard, "Kodak", GUARD_MAX_LOSS_PCT)[1]
     return why
 
 

@@ -32,6 +32,13 @@ def test_perceptual_metrics_rank_distortions(photo, name):
     assert same > light > heavy
 
 
+@pytest.mark.parametrize("name", ["cvvdp", "ssimulacra2"])
+def test_perceptual_metrics_are_nan_on_slivers(photo, name):
+    for h, w in ((1, 50), (50, 1), (7, 7)):  # SSIMULACRA2 alone would say 100 here, CVVDP would raise
+        assert np.isnan(score(name, photo[:h, :w], _noisy(photo, 20)[:h, :w]))
+    assert np.isfinite(score(name, photo[:8, :8], _noisy(photo, 20)[:8, :8]))
+
+
 def test_unknown_metric_is_refused(photo):
     assert "unknown metric" in metric_unavailable("lpips-vgg")
     with pytest.raises(RuntimeError, match="unknown metric"):

@@ -79,6 +79,10 @@ def ms_ssim_db(value: float) -> float:
 
 # ---- the scored metrics ------------------------------------------------------------------------------------
 
+# Below 8 px on a side SSIMULACRA2 scores no scale at all and reports 100 (identical), and CVVDP fails on a
+# side of 1 px: both give nan there instead, as MS-SSIM does under its own minimum.
+PERCEPTUAL_MIN_SIDE = 8
+
 # ColorVideoVDP's display: a 30-inch 4K monitor, 200 cd/m^2 peak, 250 lux office light, seen from twice its height
 # (cvvdp's `standard_4k`, its own default), so a pixel is seen at about 75 pixels per degree.
 CVVDP_DISPLAY = "standard_4k"
@@ -135,6 +139,8 @@ def cvvdp(a: np.ndarray, b: np.ndarray) -> float:
     import torch
 
     a, b = _check_pair(a, b)
+    if min(a.shape[:2]) < PERCEPTUAL_MIN_SIDE:
+        return math.nan
     model, lock = _cvvdp_model()
     with lock, torch.no_grad():  # one metric object per process; its predict is not documented as thread-safe
         jod, _ = model.predict(_to_hwc_tensor(b), _to_hwc_tensor(a), dim_order="HWC")
@@ -147,6 +153,8 @@ def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
     from ssimulacra2.ssimulacra2 import compute_ssimulacra2
 
     a, b = _check_pair(a, b)
+    if min(a.shape[:2]) < PERCEPTUAL_MIN_SIDE:
+        return math.nan
 
     def ppm(x: np.ndarray) -> io.BytesIO:
         from PIL import Image

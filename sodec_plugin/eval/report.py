@@ -438,7 +438,8 @@ def format_markdown(result: dict[str, Any]) -> str:
     lines = [f"# Rate-distortion evaluation: {name}", ""]
     lines.append(f"{len(result.get('images', []))} images from `{result.get('folder', '')}`. Baselines are "
                  f"rate-matched per image to each {name} point (real file bpp). Values are means over images; "
-                 "MS-SSIM (dB) = -10*log10(1 - mean MS-SSIM). MS-SSIM is n/a for images under 161 px on a side.")
+                 "MS-SSIM (dB) = -10*log10(1 - mean MS-SSIM). MS-SSIM is n/a for images under 161 px on a side, "
+                 "CVVDP and SSIMULACRA2 under 8 px.")
     lines.append("")
     head = ["codec", "point", "images", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)", "enc s", "dec s",
             *(METRICS[k].label if k in METRICS else k for k in extra)]

@@ -19,10 +19,10 @@ from .releases import ENTRIES
 # stages of E), z one per 64 x 64 (two more in H_a), so images are padded to multiples of 64.
 LATENT_CELL = 16
 PAD_MULTIPLE = 64
-# The decoder's tile, in latent cells: 64 cells = 1024 px (every door's default; ComfyUI's SODECDecode
-# shows it in pixels). The overlap is computed twice, so larger tiles waste less: a 12 MP decode
-# (4240x2827) took 7.2 s in 64-cell tiles against 8.1-13 s in 48-cell ones (interleaved runs, 2
-# threads), peaking at 1.46 GB.
+# The decoder's working size, in latent cells: 64 cells = 1024 px (every door's default; ComfyUI's
+# SODECDecode shows it in pixels). The fidelity decoder streams full-width bands of rows holding about
+# tile x tile cells (nothing computed twice; the tile bounds its memory); the diffusion path's UNet
+# and VAE work in overlapping tiles of this size.
 DEFAULT_TILE = 64
 
 CONFIG_NAME = "config.json"

@@ -48,6 +48,9 @@ class FidelityDecoder(nn.Module):
     def rows(self, y_hat: torch.Tensor, band: int) -> Iterator[torch.Tensor]:
         """forward() streamed over bands of `band` latent rows (models/rows.py): the image's rows in
         order, in parts of 16 * band rows; each output computed once, memory bounded by the band."""
+        if band >= y_hat.shape[2]:  # one band: the forward itself
+            yield self(y_hat)
+            return
         chain = rows.stages(self.layers())
         for part in rows.stream(chain, y_hat, band):
             yield to_unit(part)

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["channels_last", "fast_gdn", "optimize_codec", "subpixel_convs", "subpixel_params", "subpixel_weight",
-           "unpatch"]
+__all__ = ["channels_last", "fast_gdn", "optimize_codec", "subpixel_convs", "subpixel_weight", "unpatch"]
 
 
 # ---- GDN --------------------------------------------------------------------------------------
@@ -118,32 +117,19 @@ def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
     return w.reshape(cout * 4, cin, 3, 3)
 
 
-def _subpixel_cached(conv: nn.ConvTranspose2d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    key = (_version(conv.weight), _version(conv.bias), conv.weight.data_ptr(), dtype, conv.weight.device)
-    cached = conv.__dict__.get("_sodec_fast_params")
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            w = subpixel_weight(conv.weight.to(dtype)).contiguous(memory_format=torch.channels_last)
-            b = None if conv.bias is None else conv.bias.to(dtype).repeat_interleave(4)
-        cached = (key, (w, b))
-        conv.__dict__["_sodec_fast_params"] = cached
-    return cached[1]
-
-
 def _subpixel_forward(self: nn.ConvTranspose2d, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
     if output_size is not None or (torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)):
         return type(self).forward(self, x, output_size)
-    w, b = _subpixel_cached(self, x.dtype)
+    key = (_version(self.weight), _version(self.bias), self.weight.data_ptr(), x.dtype, x.device)
+    cached = self.__dict__.get("_sodec_fast_params")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            w = subpixel_weight(self.weight.to(x.dtype)).contiguous(memory_format=torch.channels_last)
+            b = None if self.bias is None else self.bias.to(x.dtype).repeat_interleave(4)
+        cached = (key, (w, b))
+        self.__dict__["_sodec_fast_params"] = cached
+    w, b = cached[1]
     return F.pixel_shuffle(F.conv2d(x, w, b, padding=1), 2)
-
-
-def subpixel_params(conv: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """The 3x3 convolution (weight, bias) that a transposed convolution patched by subpixel_convs runs
-    before its pixel shuffle; None for any other module."""
-    forward = conv.__dict__.get("forward")
-    if getattr(forward, "__func__", None) is not _subpixel_forward:
-        return None
-    return _subpixel_cached(conv, conv.weight.dtype)
 
 
 def subpixel_convs(module: nn.Module, max_out_channels: int = SUBPIXEL_MAX_OUT_CHANNELS) -> int:

@@ -3,9 +3,9 @@ input that the next band still needs, so that nothing is computed twice and memo
 the band, not the image.
 
 Square tiles with a halo recompute the halo (1.78x the arithmetic of D_a at 64-cell tiles with an
-8-cell overlap) and approximate the untiled result; streamed rows compute every output once and
-give the untiled result up to float rounding (the sums of a transposed convolution that straddle
-two bands are added in another order).
+8-cell overlap) and approximate the untiled result; streamed rows compute every output once (each
+layer runs again only on the 2 input rows above a band) and give the untiled result up to float
+rounding.
 
 Each stage takes the next rows of its input and returns the rows of its output that are now final;
 `last` says that no input rows follow (the bottom edge's zero padding is applied then).
@@ -51,76 +51,54 @@ class Pointwise:
         return self.fn(x) if x.shape[2] else x
 
 
-class RowConv:
-    """A stride-1 convolution with 'same' padding (k x k, k odd): each output row waits for the k // 2
-    input rows below it, which the next band brings (or the bottom padding, at the last one)."""
+class RowWindow:
+    """A layer whose output rows each read a window of 3 input rows: centred (a 3x3 convolution) or,
+    upsampling 2x, input rows i - 1 ... i + 1 for output rows 2i and 2i + 1 (the decoder's 5x5
+    stride-2 transposed convolution, or its sub-pixel form). Each output row waits for the input row
+    below it, which the next band brings (or the zero padding below the image, at the last band):
+    the last 2 input rows are kept and run again with the next band, and `layer`'s first and last
+    `trim` output rows, which lack a neighbour in its input, are not emitted."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        self.weight, self.bias = weight, bias
-        self.k = weight.shape[-1]
-        self.pending: torch.Tensor | None = None  # input rows (with the top padding) not yet used up
+    def __init__(self, layer: Callable[[torch.Tensor], torch.Tensor], out_channels: int, scale: int,
+                 trim: int) -> None:
+        self.layer, self.out_channels, self.scale, self.trim = layer, out_channels, scale, trim
+        self.pending: torch.Tensor | None = None  # the last 2 input rows seen (a zero row above the image)
 
     def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        p, (_, c, _, w) = self.k // 2, x.shape
-        parts = [self.pending if self.pending is not None else _rows(x, c, p, w), x]
+        _, c, _, w = x.shape
+        parts = [self.pending if self.pending is not None else _rows(x, c, 1, w), x]
         if last:
-            parts.append(_rows(x, c, p, w))
+            parts.append(_rows(x, c, 1, w))
         buf = _cat_rows(parts)
-        if buf.shape[2] < self.k:
+        if buf.shape[2] < 3:
             self.pending = buf
-            return _rows(x, self.weight.shape[0], 0, w)
-        out = F.conv2d(buf, self.weight, self.bias, padding=(0, p))
-        self.pending = buf[:, :, buf.shape[2] - (self.k - 1):]
-        return out
+            return _rows(x, self.out_channels, 0, w * self.scale)
+        self.pending = buf[:, :, buf.shape[2] - 2:]
+        out = self.layer(buf)
+        return out[:, :, self.trim:out.shape[2] - self.trim] if self.trim else out
 
 
-class RowTransposedConv:
-    """ConvTranspose2d(k=5, stride=2, padding=2, output_padding=1) (a 2x upsampling): each band's
-    transposed convolution is added to the three output rows it shares with the band before
-    (overlap-add), so no input row is used twice."""
-
-    def __init__(self, conv: nn.ConvTranspose2d) -> None:
-        self.weight, self.bias = conv.weight, conv.bias
-        self.row = 0  # global index of the next input row
-        self.carry: torch.Tensor | None = None  # the 3 output rows the next band adds to, less one bias
-
-    def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        n = x.shape[2]
-        if n == 0 and not last:
-            return _rows(x, self.weight.shape[1], 0, 2 * x.shape[3])
-        if n:
-            # output rows 2 * row - 2 ... 2 * (row + n) + 1 (the padding of 2 cut at the image's ends only)
-            y = F.conv_transpose2d(x, self.weight, self.bias, stride=2, padding=(0, 2), output_padding=(0, 1))
-            if self.carry is not None:
-                y[:, :, :3] += self.carry
-        else:  # the last push brings no rows: the carried rows are final
-            assert self.carry is not None
-            y = self.carry if self.bias is None else self.carry + self.bias.view(1, -1, 1, 1)
-        start = 0 if self.row else 2  # the first band's two rows above the image are padding
-        out = y[:, :, start:2 * n + (2 if last else 0)]
-        if not last:  # rows both bands add to: the bias is in them once already
-            carry = y[:, :, 2 * n:2 * n + 3]
-            self.carry = carry if self.bias is None else carry - self.bias.view(1, -1, 1, 1)
-        self.row += n
-        return out
+def conv_window(conv: nn.Conv2d) -> RowWindow:
+    """A 3x3 stride-1 convolution with padding 1, streamed (its vertical padding comes with the rows)."""
+    if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1:
+        raise ValueError(f"cannot stream {conv}")
+    return RowWindow(lambda t: F.conv2d(t, conv.weight, conv.bias, padding=(0, 1)), conv.out_channels, 1, 0)
 
 
-class RowPixelShuffle:
-    """A convolution to 4x the channels, then pixel_shuffle(2): the sub-pixel form of a 2x upsampling."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        self.conv = RowConv(weight, bias)
-
-    def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv.push(x, last), 2)
+def upsampling_window(conv: nn.ConvTranspose2d) -> RowWindow:
+    """The decoder's 2x upsampling (as it runs, sub-pixel or not), streamed: its output rows 0, 1 and
+    the last 2 lack a neighbour in the window. (With this padding, rather than none, oneDNN runs the
+    transposed convolution twice as fast.)"""
+    if (conv.kernel_size, conv.stride, conv.padding, conv.output_padding) != ((5, 5), (2, 2), (2, 2), (1, 1)):
+        raise ValueError(f"cannot stream {conv}")
+    return RowWindow(conv, conv.out_channels, 2, 2)
 
 
 class RowResBlock:
     """x + conv2(silu(conv1(silu(x)))): the sum waits for the residual branch, two rows behind."""
 
     def __init__(self, block: ResBlock) -> None:
-        self.branch = [Pointwise(F.silu), RowConv(block.conv1.weight, block.conv1.bias), Pointwise(F.silu),
-                       RowConv(block.conv2.weight, block.conv2.bias)]
+        self.branch = [Pointwise(F.silu), conv_window(block.conv1), Pointwise(F.silu), conv_window(block.conv2)]
         self.skip: torch.Tensor | None = None  # input rows whose sum is not made yet
 
     def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
@@ -133,9 +111,8 @@ class RowResBlock:
 
 
 def stages(layers: Iterable[nn.Module]) -> list[Stage]:
-    """The streamed form of a chain of layers: 3x3 convolutions, 5x5 stride-2 transposed ones (as
-    sub-pixel convolutions where speed.subpixel_convs patched them), residual blocks, and layers
-    that map each pixel alone (GDN, activations)."""
+    """The streamed form of a chain of layers: 3x3 convolutions, the 5x5 stride-2 transposed ones
+    (sub-pixel or not), residual blocks, and layers that map each pixel alone (GDN, activations)."""
     out: list[Stage] = []
     for layer in layers:
         if isinstance(layer, nn.Sequential):
@@ -143,14 +120,9 @@ def stages(layers: Iterable[nn.Module]) -> list[Stage]:
         elif isinstance(layer, ResBlock):
             out.append(RowResBlock(layer))
         elif isinstance(layer, nn.ConvTranspose2d):
-            from ..speed import subpixel_params
-
-            sub = subpixel_params(layer)
-            out.append(RowTransposedConv(layer) if sub is None else RowPixelShuffle(*sub))
+            out.append(upsampling_window(layer))
         elif isinstance(layer, nn.Conv2d):
-            if layer.stride != (1, 1) or layer.padding != (layer.kernel_size[0] // 2,) * 2 or layer.groups != 1:
-                raise ValueError(f"cannot stream {layer}")
-            out.append(RowConv(layer.weight, layer.bias))
+            out.append(conv_window(layer))
         else:
             out.append(Pointwise(layer))
     return out

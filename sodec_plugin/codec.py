@@ -26,9 +26,15 @@ if TYPE_CHECKING:
 
     from .models.sodec import SODECModel
 
-# The decoder's working size: DEFAULT_TILE (config) latent cells. The fidelity decoder streams bands
-# of rows holding about tile x tile cells; the diffusion path's UNet and VAE tiles overlap by 8 cells.
+# The decoder's working size: DEFAULT_TILE (config) latent cells; the diffusion path's UNet and VAE
+# tiles overlap by 8 cells.
 TILE_OVERLAP = 8
+# Output pixels per band of the fidelity decoder's rows, at most (a tile's cells cap it too): D_a's
+# widest tensor (64 channels at half resolution, float32) then stays under 32 MiB, the largest block
+# glibc's malloc reuses instead of mapping fresh pages. A 12 MP decode's D_a (bands of 7 latent rows)
+# took 3.2-3.4 s against 3.8-3.9 s in bands of 10 or 15, and peaked 180-225 MB above the latents
+# instead of 240-330 (1 thread, two runs each).
+FIDELITY_BAND_PIXELS = 1 << 19
 SD_LATENT_CELL = 8  # pixels per cell of Stable Diffusion's latent (the UNet's grid)
 
 
@@ -213,12 +219,13 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
 def fidelity_rows(m: SODECModel, y_hat: torch.Tensor, tile: int = DEFAULT_TILE,
                   progress: Any = None) -> Iterator[torch.Tensor]:
     """D_a's padded output in [0, 1] (float, CPU), in successive parts of full-width rows: the decoder
-    streams bands of latent rows (models/rows.py) that hold about as many cells as a `tile` x `tile`
-    square, computing each pixel once with memory bounded by the band. `progress(done, total)` per band."""
+    streams bands of latent rows (models/rows.py) of about FIDELITY_BAND_PIXELS output pixels, and at
+    most as many cells as a `tile` x `tile` square, computing each pixel once with memory bounded by
+    the band. `progress(done, total)` per band."""
     import torch
 
     h, w = y_hat.shape[-2:]
-    band = max(1, tile * tile // w)
+    band = max(1, min(tile * tile, FIDELITY_BAND_PIXELS // LATENT_CELL**2) // w)
     total = -(-h // band)
     y = y_hat.to(m.device, m.dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():

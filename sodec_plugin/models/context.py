@@ -69,8 +69,11 @@ class CheckerboardContext(nn.Module):
         return dm, ds
 
     @torch.no_grad()
-    def exact(self, symbols: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same corrections as exact dyadic float64 values (CPU), from integer symbols and dyadic scales.
+    def exact(self, symbols: torch.Tensor, scales: torch.Tensor,
+              add_to: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same corrections as exact dyadic float64 values (CPU), from integer symbols (any integer
+        dtype) and dyadic scales; with `add_to` (means, scales), added to them in place instead (which
+        may be `scales` itself: each band reads its own rows before it writes them).
 
         Only the non-anchor positions are computed (the anchors' corrections are 0), from the 12
         taps that see anchors, in bands of latent rows so that the gathered columns stay near
@@ -84,7 +87,7 @@ class CheckerboardContext(nn.Module):
         scales = scales.double().cpu()
         n, m, h, w = scales.shape
         rows = max(1, fixed_point.BAND_BYTES // (8 * (len(taps) + 1) * m * w * n))
-        dm, ds = torch.zeros_like(scales), torch.zeros_like(scales)
+        targets = add_to if add_to is not None else (torch.zeros_like(scales), torch.zeros_like(scales))
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a, b = max(0, r0 - 2), min(h, r1 + 2)
@@ -92,10 +95,10 @@ class CheckerboardContext(nn.Module):
             sel = ~anchor_mask(r1 - r0 + r0 % 2, w)[r0 % 2:]  # parity of the global row index
             cols = torch.cat([xp[:, :, i:i + r1 - r0, j:j + w][:, :, sel] for i, j in taps], dim=1)
             out = self._exact_columns(cols, self._fixed(scales[:, :, r0:r1][:, :, sel]), layers)
-            for full, part in zip((dm, ds), out.chunk(2, dim=1), strict=True):
+            for full, part in zip(targets, out.chunk(2, dim=1), strict=True):
                 band = full[:, :, r0:r1]
-                band[:, :, sel] = part
-        return dm, ds
+                band[:, :, sel] = part if add_to is None else band[:, :, sel] + part
+        return targets
 
     def _fixed(self, t: torch.Tensor) -> torch.Tensor:
         """Inputs to fixed point: floor to activation_bits fractional bits, clamped."""

@@ -22,6 +22,8 @@ from ..config import LATENT_CELL, PAD_MULTIPLE, SODECConfig
 from ..entropy import CodingTable, StreamDecoder, build_indexes, gaussian_pmfs
 from .context import CheckerboardContext, anchor_mask
 
+# Channels of y dequantised at a time (bounds the float64 temporaries of a large image).
+Y_HAT_CHANNELS = 16
 # Latent cells (16 px) per hyper-latent cell along each side: the prior upsamples z this many times.
 Z_CELL = PAD_MULTIPLE // LATENT_CELL
 TABLE_BUFFERS = ("y_cdf", "y_cdf_length", "y_offset", "z_cdf", "z_cdf_length", "z_offset", "z_median")
@@ -181,9 +183,7 @@ class LatentCodec:
         for k, pos in enumerate(self.y_passes(h, w)):
             sel = torch.from_numpy(pos)
             if k:  # the context pass: refine this pass's positions from the symbols coded so far
-                dm, ds = self._context().exact(torch.from_numpy(symbols).double()[None], scales)
-                means.add_(dm.mul_(sel)), scales.add_(ds.mul_(sel))
-                del dm, ds
+                self._context().exact(torch.from_numpy(symbols)[None], scales, add_to=(means, scales))
             # (M, 1, n): build_indexes works a channel at a time
             idx = build_indexes(scales[0][:, sel].numpy()[:, None], self.module.scale_table.numpy())[:, 0]
             indexes[:, pos] = idx
@@ -251,6 +251,12 @@ class LatentCodec:
         return torch.from_numpy(z_symbols.astype(np.float64))[None] + self.module.z_median.double()[None, :, None, None]
 
     def y_hat_from_symbols(self, y_symbols: np.ndarray, means: torch.Tensor, position: int) -> torch.Tensor:
-        """Dequantised, inverse-gained y_hat (1, M, h, w) as float32 on the CPU."""
-        yg = torch.from_numpy(y_symbols).double()[None].add_(means)
-        return yg.float().mul_(self.inverse_gain_at(position).float().cpu()[None, :, None, None])
+        """Dequantised, inverse-gained y_hat (1, M, h, w) as float32 on the CPU (summed in float64 a few
+        channels at a time: no full-size float64 copy)."""
+        ig = self.inverse_gain_at(position).float().cpu()
+        out = torch.empty(means.shape, dtype=torch.float32)
+        symbols = torch.from_numpy(y_symbols)
+        for c in range(0, means.shape[1], Y_HAT_CHANNELS):
+            part = symbols[c:c + Y_HAT_CHANNELS][None].double().add_(means[:, c:c + Y_HAT_CHANNELS])
+            out[:, c:c + Y_HAT_CHANNELS] = part.float().mul_(ig[c:c + Y_HAT_CHANNELS, None, None])
+        return out

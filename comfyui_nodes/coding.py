@@ -18,9 +18,11 @@ from . import model_loading, paths
 log = logging.getLogger("sodec.comfyui")
 
 BITSTREAM_TYPE = "SODEC_BITSTREAM"
-DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")  # a node picks the path itself
-DEFAULT_DECODE_PATH = "diffusion"  # the full decoder; a fidelity-only model says it used its fidelity decoder
-DEFAULT_GUIDANCE = 1.0  # as trained
+# auto: the diffusion decoder when the model has one, else its fidelity decoder. The default, so that what the
+# node shows is what every model does; "diffusion" and "fidelity" stay (workflows saved with them load as before).
+DECODE_PATHS = DECODE_MODES
+DEFAULT_DECODE_PATH = "auto"
+DEFAULT_GUIDANCE = 1.0  # as trained; read by the diffusion decoder only (see guidance_note)
 DEFAULT_TILE_PX = DEFAULT_TILE * LATENT_CELL  # the engine's own tile, in pixels
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192
@@ -79,11 +81,13 @@ class SODECBitstream:
         return sum(h["bits_per_pixel"] for h in heads) / len(heads) if heads else 0.0
 
     def summary(self) -> list[str]:
+        """A line per file, for the node to show: size, bytes, bits per pixel and the model it names."""
         out = []
         for i, (data, h) in enumerate(zip(self.files, self.headers(), strict=True)):
             name = self.names[i] if i < len(self.names) else f"item {i}"
+            model = h["model_name"] or f"model id {h['model_id'][:16]}"
             out.append(f"{name}: {h['width']}x{h['height']} {h['mode']}, {len(data):,} bytes, "
-                       f"{h['bits_per_pixel']:.4f} bpp")
+                       f"{h['bits_per_pixel']:.4f} bpp, {model}")
         return out
 
 
@@ -154,8 +158,6 @@ def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBit
 
     from sodec_plugin import codec, container
 
-    if decode_path not in DECODE_PATHS:
-        raise ValueError(f"decode path must be one of {DECODE_PATHS}, got {decode_path!r}")
     if not bitstream.files:
         raise ValueError("the bitstream holds no files")
     parsed = [container.parse(bytes(b)) for b in bitstream.files]
@@ -165,13 +167,8 @@ def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBit
     n = len(parsed)
     hooks = hooks or RunHooks(n)
     model = handle.ready()
-    notes = []
-    mode = decode_path
-    if decode_path == "diffusion" and not model.has_diffusion:
-        mode = "fidelity"
-        notes.append(f"{model.identity} has no diffusion path (fidelity decoder only): decoded with the fidelity "
-                     "decoder")
-        log.warning("SODEC: %s", notes[-1])
+    mode, notes = resolve_decode_path(model, decode_path)
+    notes.append(guidance_note(mode, float(guidance)))
     tile_cells = max(int(tile), MIN_TILE_PX) // LATENT_CELL
     images, masks = [], []
     for i, f in enumerate(parsed):
@@ -189,5 +186,30 @@ def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBit
         else:
             masks.append(torch.zeros((f.height, f.width), dtype=torch.float32))
         hooks.progress(i + 1)
-    notes.insert(0, f"decoded {n} image(s) of {parsed[0].width}x{parsed[0].height} with the {mode} decoder")
+    notes.insert(0, f"decoded {n} image(s) of {parsed[0].width}x{parsed[0].height} with the {mode} decoder of "
+                    f"{model.identity}")
     return torch.stack(images), torch.stack(masks), notes
+
+
+def resolve_decode_path(model: Any, decode_path: str) -> tuple[str, list[str]]:
+    """The decoder that runs for `decode_path` ("diffusion" or "fidelity"), and why when that is not what
+    the choice reads: auto on a model without the diffusion path, or diffusion asked of one (a workflow saved
+    for another model: the fidelity decoder runs and the node says so, where the engine would refuse)."""
+    if decode_path not in DECODE_PATHS:
+        raise ValueError(f"decode path must be one of {DECODE_PATHS}, got {decode_path!r}")
+    if decode_path == "fidelity":
+        return "fidelity", []
+    if model.has_diffusion:
+        return "diffusion", []
+    if decode_path == "auto":
+        return "fidelity", [f"auto: {model.identity} has no diffusion path, so its fidelity decoder ran"]
+    note = f"{model.identity} has no diffusion path (fidelity decoder only): decoded with the fidelity decoder"
+    log.warning("SODEC: %s", note)
+    return "fidelity", [note]
+
+
+def guidance_note(mode: str, guidance: float) -> str:
+    """What the guidance input did: the diffusion decoder reads it, the fidelity decoder does not."""
+    if mode == "diffusion":
+        return f"guidance {guidance:.2f} (diffusion decoder)"
+    return f"guidance {guidance:.2f} not used: the fidelity decoder does not read it"

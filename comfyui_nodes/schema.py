@@ -108,7 +108,8 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
     ),
     NodeDef(
         "SODECEncode", "SODEC Encode",
-        "Compresses each image of the batch to a SODEC bitstream (.sdc); also gives the mean bits per pixel.",
+        "Compresses each image of the batch to a SODEC bitstream (.sdc); also gives the mean bits per pixel. "
+        "After a run the node shows each file's size, bits per pixel and model.",
         (
             In("image", "IMAGE", "Images to compress (a batch gives one bitstream per image)."),
             MODEL_IN,
@@ -127,15 +128,19 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
     NodeDef(
         "SODECDecode", "SODEC Decode",
         "Decodes SODEC bitstreams to images with the one-step diffusion decoder or the fast fidelity decoder. "
-        "A model without the diffusion path decodes with its fidelity decoder and says so here.",
+        "After a run the node shows which decoder ran, of which model, and whether guidance was used.",
         (
             BITSTREAM_IN,
             MODEL_IN,
-            In("decode_path", "COMBO", "diffusion: the one-step diffusion decoder (realistic detail); fidelity: "
+            In("decode_path", "COMBO", "auto: the diffusion decoder when the model has one, else its fidelity "
+               "decoder (SODEC Model Loader says which the model has); diffusion: the one-step diffusion "
+               "decoder (realistic detail; a model without it uses its fidelity decoder and says so); fidelity: "
                "the fidelity decoder alone (fast, closest to the original in PSNR).", coding.DEFAULT_DECODE_PATH,
                coding.DECODE_PATHS),
-            In("guidance", "FLOAT", "Fidelity guidance strength of the diffusion path (0 none, 1 as trained, "
-               "above 1 stronger).", coding.DEFAULT_GUIDANCE, min=0.0, max=10.0, step=0.05),
+            In("guidance", "FLOAT", "Fidelity guidance strength, read by the diffusion decoder only (0 none, 1 as "
+               "trained, above 1 stronger): with the fidelity decoder, which is what models without the diffusion "
+               "path use, it changes nothing, and the node says so after a run.",
+               coding.DEFAULT_GUIDANCE, min=0.0, max=10.0, step=0.05),
             In("tile_size", "INT", "Decoder tile size in pixels: smaller tiles use less memory.",
                coding.DEFAULT_TILE_PX, min=coding.MIN_TILE_PX, max=coding.MAX_TILE_PX, step=64),
         ),

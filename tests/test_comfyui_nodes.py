@@ -77,7 +77,7 @@ def test_import_is_light_and_offers_v1_outside_comfyui() -> None:
             "[m for m in ('torch', 'numpy', 'diffusers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(comfyui_nodes.__file__).parents[1]).stdout.strip()
-    assert out == "['NODE_CLASS_MAPPINGS', 'NODE_DISPLAY_NAME_MAPPINGS'] False []"
+    assert out == "['NODE_CLASS_MAPPINGS', 'NODE_DISPLAY_NAME_MAPPINGS', 'WEB_DIRECTORY'] False []"
 
 
 def test_mappings_and_sdc_mime() -> None:
@@ -122,13 +122,111 @@ def test_v1_input_and_output_types() -> None:
     assert effort[0] == "INT" and effort[1] | {"tooltip": ""} == {"default": 0, "min": 0, "max": 9, "step": 1,
                                                                   "tooltip": ""}
     assert m["SODECEncode"].RETURN_TYPES == ("SODEC_BITSTREAM", "FLOAT")
-    assert req["SODECDecode"]["decode_path"][0] == ["diffusion", "fidelity"]
+    # auto first and the default; diffusion and fidelity stay, so workflows saved with them load as they were
+    assert req["SODECDecode"]["decode_path"][0] == ["auto", "diffusion", "fidelity"]
+    assert req["SODECDecode"]["decode_path"][1]["default"] == "auto"
+    assert "diffusion decoder only" in req["SODECDecode"]["guidance"][1]["tooltip"]
     assert req["SODECDecode"]["guidance"][0] == "FLOAT" and req["SODECDecode"]["tile_size"][0] == "INT"
     assert m["SODECDecode"].RETURN_TYPES == ("IMAGE", "MASK")
     assert set(req["SODECSave"]) == {"bitstream", "filename_prefix"}
     assert m["SODECSave"].INPUT_TYPES()["optional"]["preview"][0] == "IMAGE"
     assert m["SODECSave"].RETURN_TYPES == ()
     assert list(req["SODECLoad"]) == ["sdc_file"] and m["SODECLoad"].RETURN_TYPES == ("SODEC_BITSTREAM", "FLOAT")
+
+
+# ---- the front-end extension (web/) ------------------------------------------------------------------
+REPO = Path(comfyui_nodes.__file__).parents[1]
+WEB = Path(comfyui_nodes.__file__).parent / "web"
+
+
+def test_web_directory_is_found_from_either_install_and_shipped() -> None:
+    """ComfyUI serves os.path.join(<the folder it loaded>, WEB_DIRECTORY): the repository root (its
+    __init__.py re-exports the pack) or comfyui_nodes/ itself. The wheel carries the files."""
+    import fnmatch
+    import os
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    assert sorted(p.name for p in WEB.iterdir()) == ["sodec.js"]
+    for loaded_from in (REPO, WEB.parent):
+        assert Path(os.path.abspath(os.path.join(loaded_from, comfyui_nodes.WEB_DIRECTORY))) == WEB
+    code = ("import importlib.util, sys, types; sys.modules['folder_paths'] = types.ModuleType('folder_paths'); "
+            "spec = importlib.util.spec_from_file_location('sodec_root', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); sys.modules['sodec_root'] = m; spec.loader.exec_module(m); "
+            "print(m.WEB_DIRECTORY)")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "__init__.py")], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout.strip()  # as ComfyUI loads a custom node folder
+    assert Path(out) == WEB
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["comfyui_nodes"]
+    for f in WEB.iterdir():
+        assert any(fnmatch.fnmatch(f"web/{f.name}", g) for g in globs), f"{f.name} is not in the wheel"
+
+
+STUB_APP = "export const app = { extensions: [], registerExtension(e) { this.extensions.push(e); } };\n"
+DRIVER = """
+globalThis.document = { createElement: (tag) => ({ tag, style: {}, value: "", className: "" }) };
+const { app } = await import("./scripts/app.js");
+await import("./extensions/sodec/sodec.js");
+const [category] = process.argv.slice(2);
+function nodeType() {  // the parts of LiteGraph's node the extension uses
+    function T() { this.widgets = []; this.size = [300, 100]; this.dirty = 0; }
+    T.prototype.addDOMWidget = function (name, type, element, options) {
+        const w = { name, type, element, options, get value() { return options.getValue(); },
+                    set value(v) { options.setValue(v); } };
+        this.widgets.push(w);
+        return w;
+    };
+    T.prototype.computeSize = function () {
+        return [200, 100 + this.widgets.reduce((h, w) => h + w.options.getMinHeight(), 0)];
+    };
+    T.prototype.setSize = function (size) { this.size = size; };
+    T.prototype.setDirtyCanvas = function () { this.dirty++; };
+    return T;
+}
+const ours = nodeType(), other = nodeType();
+let chained = 0;
+ours.prototype.onExecuted = function () { chained++; };
+for (const e of app.extensions) {
+    await e.beforeRegisterNodeDef?.(ours, { name: "SODECDecode", category });
+    await e.beforeRegisterNodeDef?.(other, { name: "PreviewAny", category: "utils" });
+}
+const node = new ours();
+node.onExecuted({ images: [] });
+const before = node.widgets.length;
+node.onExecuted({ text: ["first line", "a second line"] });
+const height = node.size[1];
+node.onExecuted({ text: ["rerun"] });
+console.log(JSON.stringify({
+    names: app.extensions.map((e) => e.name), chained, before, height, size: node.size, dirty: node.dirty,
+    otherHooked: typeof new other().onExecuted,
+    widgets: node.widgets.map((w) => ({ name: w.name, value: w.value, serialize: w.serialize,
+                                        inPrompt: w.options.serialize, readOnly: w.element.readOnly })),
+}));
+"""
+
+
+def test_web_extension_shows_the_node_text(tmp_path: Path) -> None:
+    """web/sodec.js under Node.js, with the front end's app and node reduced to what it touches: it hooks the
+    pack's nodes (by schema.CATEGORY) and no others, keeps their own onExecuted, shows `ui.text` in one
+    read-only box that a rerun updates, and keeps that box out of the saved workflow and the prompt. What
+    it looks like in ComfyUI itself is the end-to-end test's (tests/test_comfyui_e2e.py)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "app.js").write_text(STUB_APP)
+    (tmp_path / "extensions" / "sodec").mkdir(parents=True)
+    shutil.copy(WEB / "sodec.js", tmp_path / "extensions" / "sodec" / "sodec.js")
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    (tmp_path / "driver.js").write_text(DRIVER)
+    from comfyui_nodes import schema
+
+    out = json.loads(subprocess.run([node, "driver.js", schema.CATEGORY], cwd=tmp_path, capture_output=True,
+                                    text=True, check=True, timeout=60).stdout)
+    assert out["names"] == ["sodec.NodeReport"] and out["otherHooked"] == "undefined"
+    assert out["chained"] == 3 and out["before"] == 0 and out["dirty"] == 2
+    assert out["widgets"] == [{"name": "sodec_report", "value": "rerun", "serialize": False, "inPrompt": False,
+                               "readOnly": True}]
+    assert out["height"] > 100 + 16 * 2 and out["size"][0] >= 300  # grown to the text, never shrunk
 
 
 # ---- encode, decode, save, load ----------------------------------------------------------------------
@@ -144,6 +242,9 @@ def test_roundtrip_batch_matches_engine(tiny_fidelity: Path) -> None:
     assert bpp == pytest.approx(sum(h["bits_per_pixel"] for h in heads) / 2)
     # one file per item, the same bytes the engine writes for that image
     assert bits.files[0] == sodec_plugin.compress(crops[0], model=handle.model, quality=60)
+    # what the node shows for each image: size, bytes, bits per pixel and the model the file names
+    assert enc["ui"]["text"] == [f"item {i}: 96x64 RGB, {len(bits.files[i]):,} bytes, {h['bits_per_pixel']:.4f} "
+                                 f"bpp, {handle.identity}" for i, h in enumerate(heads)]
 
     searched = call("SODECEncode", image=comfy_image(crops[0]), sodec_model=handle, quality=60, effort=1)
     assert searched["result"][0].files[0] == sodec_plugin.compress(crops[0], model=handle.model, quality=60,
@@ -168,6 +269,48 @@ def test_fidelity_only_model_says_so(tiny_fidelity: Path) -> None:
     assert dec["result"][0].shape == (1, 64, 64, 3)
     assert any("no diffusion path" in t for t in dec["ui"]["text"])
     assert "fidelity decoder" in dec["ui"]["text"][0]
+    assert "guidance 1.00 not used" in dec["ui"]["text"][-1]
+
+
+def decode_defaults() -> dict[str, Any]:
+    """SODECDecode's widget values on a new node: the defaults it declares."""
+    spec = comfyui_nodes.NODE_CLASS_MAPPINGS["SODECDecode"].INPUT_TYPES()["required"]
+    return {name: opts["default"] for name, (_, opts) in spec.items() if "default" in opts}
+
+
+@pytest.mark.parametrize("model", ["tiny_fidelity", "tiny_full"])
+def test_the_defaults_are_what_the_model_does(model: str, request: pytest.FixtureRequest) -> None:
+    """A new SODECDecode node, left as it is, decodes with the model's own best path and says which; no
+    widget claims a decoder that did not run, and the text says whether guidance was read."""
+    handle = load(request.getfixturevalue(model))
+    bits = coding.encode_images(handle, comfy_image(kodak_crop(3, (0, 0, 64, 48))))
+    dec = call("SODECDecode", bitstream=bits, sodec_model=handle, **decode_defaults())
+    ran = "diffusion" if handle.has_diffusion else "fidelity"
+    text = dec["ui"]["text"]
+    assert text[0] == f"decoded 1 image(s) of 64x48 with the {ran} decoder of {handle.identity}"
+    ref = np.asarray(sodec_plugin.decompress(bits.files[0], model=handle.model, mode=ran), dtype=np.float32)
+    np.testing.assert_array_equal(dec["result"][0][0].numpy(), ref / 255.0)
+    if handle.has_diffusion:
+        assert text[1:] == ["guidance 1.00 (diffusion decoder)"]
+    else:
+        assert text[1:] == [f"auto: {handle.identity} has no diffusion path, so its fidelity decoder ran",
+                            "guidance 1.00 not used: the fidelity decoder does not read it"]
+
+
+def test_guidance_acts_on_the_diffusion_decoder_only(tiny_full: Path) -> None:
+    """What the guidance tooltip says: it changes the diffusion decoder's picture, not the fidelity one's."""
+    handle = load(tiny_full)
+    bits = coding.encode_images(handle, comfy_image(kodak_crop(5, (0, 0, 64, 48))))
+    out = {}
+    for path in ("diffusion", "fidelity"):
+        for g in (0.0, 2.0):
+            dec = call("SODECDecode", bitstream=bits, sodec_model=handle, decode_path=path, guidance=g, tile_size=768)
+            out[path, g] = dec["result"][0]
+            assert dec["ui"]["text"][-1] == coding.guidance_note(path, g)
+    assert not torch.equal(out["diffusion", 0.0], out["diffusion", 2.0])
+    assert torch.equal(out["fidelity", 0.0], out["fidelity", 2.0])
+    assert "not used" in coding.guidance_note("fidelity", 2.0) and "not used" not in coding.guidance_note(
+        "diffusion", 2.0)
 
 
 def test_diffusion_path(tiny_full: Path) -> None:

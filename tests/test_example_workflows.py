@@ -195,6 +195,18 @@ def test_widget_values_match_the_declared_widgets() -> None:
                 assert isinstance(value, str), f"node {node['id']}: {name}={value!r}"
 
 
+def test_the_example_keeps_the_nodes_defaults() -> None:
+    """The example shows what a new node gives (decode_path auto: the decoder the model has), so that no
+    widget in it claims a decoder or a setting that the bundled model does not use."""
+    for node in load_ui()["nodes"]:
+        if node["type"] not in schema.NODES:
+            continue
+        spec = declared(node["type"])
+        for name, value in zip(spec["widgets"], node["widgets_values"], strict=True):
+            default = spec["specs"][name].default
+            assert default is None or value == default, f"node {node['id']}: {name}={value!r}, default {default!r}"
+
+
 def test_the_ui_workflow_is_the_api_workflow() -> None:
     """Same node ids and types, links and widget values (and titles) as the API-format workflow."""
     api = json.loads(API_WORKFLOW.read_text(encoding="utf-8"))

@@ -10,6 +10,10 @@ is linked into its custom_nodes/ (the repository itself when its root has an __i
 comfyui_nodes/; SODEC_E2E_INSTALL=repo or =package forces one), the model into models/sodec and a Kodak crop
 into input/. ComfyUI's interpreter must have this repository installed (`pip install -e .`).
 
+SODEC_E2E_CHROMIUM (a Chromium binary) and SODEC_E2E_PLAYWRIGHT (a folder where `npm install playwright-core`
+ran) add a run in ComfyUI's own front end: the example opened from the template browser and queued, then the
+text each SODEC node shows (web/sodec.js) checked; SODEC_E2E_SCREENSHOT keeps its screenshot.
+
 SODEC_E2E_MODEL picks the model: unset runs the workflow as shipped (the bundled default) when a bundled
 model is installed, else a tiny random model with the diffusion path; `tiny` / `tiny-fidelity` make one; a
 folder or .safetensors path is linked in. SODEC_E2E_APIS (default "v3,v1") lists the node APIs to run: v1
@@ -218,6 +222,20 @@ def test_nodes_registered(comfy: Comfy) -> None:
     expected = "V3 node API" if comfy.api == "v3" else "V1 node API"
     assert f"SODEC nodes: {expected}" in log
     assert "IMPORT FAILED" not in "\n".join(line for line in log.splitlines() if "sodec" in line.lower())
+    # a new SODECDecode node reads auto (the decoder the model has); saved workflows' values stay valid
+    decode_path = info["SODECDecode"]["input"]["required"]["decode_path"]
+    options = decode_path[0] if isinstance(decode_path[0], list) else decode_path[1]["options"]
+    assert options == ["auto", "diffusion", "fidelity"] and decode_path[1]["default"] == "auto"
+    assert "diffusion decoder only" in info["SODECDecode"]["input"]["required"]["guidance"][1]["tooltip"]
+
+
+def test_the_web_extension_is_served(comfy: Comfy) -> None:
+    """ComfyUI lists the pack's web/sodec.js among the extensions the front end loads, and serves it."""
+    _, scripts = http_json(comfy.url + "/extensions")
+    ours = [s for s in scripts if s.endswith("/sodec.js")]
+    assert len(ours) == 1, scripts
+    with urllib.request.urlopen(comfy.url + ours[0], timeout=30) as r:
+        assert r.read() == (REPO / "comfyui_nodes" / "web" / "sodec.js").read_bytes()
 
 
 def test_example_workflow(comfy: Comfy) -> None:
@@ -246,8 +264,12 @@ def test_example_workflow(comfy: Comfy) -> None:
     with Image.open(decoded) as im:
         assert im.size == size
     described = outputs[ids["SODECModelLoader"]]["text"][0]
-    if "fidelity decoder only" in described:  # the node says so when the model lacks the diffusion path
-        assert any("no diffusion path" in t for t in outputs[ids["SODECDecode"]]["text"])
+    decoded_text = outputs[ids["SODECDecode"]]["text"]
+    ran = "fidelity" if "fidelity decoder only" in described else "diffusion"  # auto: the decoder the model has
+    assert decoded_text[0].startswith(f"decoded 1 image(s) of {size[0]}x{size[1]} with the {ran} decoder of ")
+    if ran == "fidelity":  # the node says so when the model lacks the diffusion path, and that guidance idled
+        assert any("no diffusion path" in t for t in decoded_text)
+        assert decoded_text[-1].startswith("guidance 1.00 not used")
     assert outputs[ids["SODECEncode"]]["text"][0].startswith(f"item 0: {size[0]}x{size[1]}")
 
     # the saved file read back from the input folder decodes to the same pixels
@@ -262,6 +284,16 @@ def test_example_workflow(comfy: Comfy) -> None:
     assert again["10"]["text"][0].startswith("sodec_e2e.sdc: ")
     with Image.open(decoded) as a, Image.open(comfy.file(again["12"]["images"][0])) as b:
         assert a.tobytes() == b.tobytes()
+
+    # a workflow saved before auto existed (decode_path "diffusion") still validates and runs
+    old = dict(decode, inputs={**decode["inputs"], "decode_path": "diffusion"})
+    before_auto = comfy.run({
+        "10": {"class_type": "SODECLoad", "inputs": {"sdc_file": "sodec_e2e.sdc"}},
+        ids["SODECModelLoader"]: wf[ids["SODECModelLoader"]],
+        "11": old,
+        "12": {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}},
+    })
+    assert before_auto["11"]["text"][0].startswith(f"decoded 1 image(s) of {size[0]}x{size[1]} with the {ran} ")
 
     # ComfyUI's own Load Image lists .sdc files and opens them through pillow_codec, to the same pixels
     _, info = http_json(comfy.url + "/object_info/LoadImage")
@@ -354,3 +386,107 @@ def test_transparency_survives_a_graph(comfy: Comfy) -> None:
     import numpy as np
 
     assert np.abs(np.asarray(got, dtype=int) - np.asarray(expected, dtype=int)).max() <= 1
+
+
+# ---- the front end, in a browser (opt-in) --------------------------------------------------------------
+# SODEC_E2E_CHROMIUM: a Chromium binary; SODEC_E2E_PLAYWRIGHT: a folder where `npm install playwright-core`
+# ran; SODEC_E2E_SCREENSHOT: where to keep the screenshot (else the test's temporary folder).
+BROWSER = os.environ.get("SODEC_E2E_CHROMIUM", "")
+PLAYWRIGHT = os.environ.get("SODEC_E2E_PLAYWRIGHT", "")
+BROWSER_DRIVER = r"""
+const [playwright, executablePath, profile, url, pack, stem, imageName, modelName, shot] = process.argv.slice(2);
+const { chromium } = require(playwright);
+(async () => {
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath, headless: true, viewport: { width: 1600, height: 900 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = browser.pages()[0] || await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e.stack || e)));
+  await page.goto(url, { waitUntil: 'domcontentloaded' });
+  await page.waitForFunction(() => window.app && window.app.graph, null, { timeout: 120000 });
+  // the template browser, as a new user finds it: shown at first start, else the sidebar's Templates
+  const dialog = page.locator('.global-dialog');
+  try {
+    await page.getByText('Get Started with a Template').waitFor({ timeout: 10000 });
+  } catch {
+    await page.locator('.side-tool-bar-container').getByText('Templates').click();
+  }
+  await dialog.getByText(pack, { exact: true }).first().click();
+  await dialog.getByText(stem).first().click();
+  await page.waitForFunction(() => window.app.graph._nodes.some((n) => n.type === 'SODECDecode'), null,
+                             { timeout: 60000 });
+  const decodeBefore = await page.evaluate(() => Object.fromEntries(
+    window.app.graph._nodes.find((n) => n.type === 'SODECDecode').widgets.map((w) => [w.name, w.value])));
+  await page.evaluate(([image, model]) => {  // the test's image and model, picked as a user picks them
+    for (const n of window.app.graph._nodes) {
+      const pick = { LoadImage: ['image', image], SODECModelLoader: ['model_name', model] }[n.type];
+      if (!pick) continue;
+      const w = n.widgets.find((w) => w.name === pick[0]);
+      w.value = pick[1];
+      w.callback?.(w.value);
+    }
+  }, [imageName, modelName]);
+  await page.evaluate(() => window.app.queuePrompt(0, 1));
+  await page.waitForFunction(() => window.app.graph._nodes.filter((n) => n.type.startsWith('SODEC')).every(
+    (n) => n.widgets?.some((w) => w.name === 'sodec_report' && w.value)), null, { timeout: 600000, polling: 500 });
+  await page.evaluate(() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false));
+  await page.waitForTimeout(1500);
+  const result = await page.evaluate(async () => {
+    const nodes = window.app.graph._nodes;
+    const [x0, y0, x1, y1] = nodes.reduce(([a, b, c, d], n) => [Math.min(a, n.pos[0]), Math.min(b, n.pos[1] - 30),
+      Math.max(c, n.pos[0] + n.size[0]), Math.max(d, n.pos[1] + n.size[1])], [1e9, 1e9, -1e9, -1e9]);
+    return {
+      reports: Object.fromEntries(nodes.filter((n) => n.type.startsWith('SODEC')).map((n) => [String(n.id),
+        n.widgets.find((w) => w.name === 'sodec_report').value])),
+      saved: Object.fromEntries(window.app.graph.serialize().nodes.map((n) => [String(n.id), n.widgets_values])),
+      prompt: (await window.app.graphToPrompt()).output,
+      box: [...window.app.canvasPosToClientPos([x0, y0]), ...window.app.canvasPosToClientPos([x1, y1])],
+    };
+  });
+  const [l, t, r, b] = [Math.max(result.box[0] - 12, 0), Math.max(result.box[1] - 40, 0),  // node badges
+                        Math.min(result.box[2] + 12, 1600), Math.min(result.box[3] + 12, 900)];
+  await page.screenshot({ path: shot, clip: { x: l, y: t, width: r - l, height: b - t } });
+  console.log(JSON.stringify({ ...result, decodeBefore, errors }));
+  await browser.close();
+})();
+"""
+
+
+@pytest.mark.skipif(not (BROWSER and PLAYWRIGHT), reason="set SODEC_E2E_CHROMIUM and SODEC_E2E_PLAYWRIGHT to "
+                    "run the front end in a browser")
+def test_the_front_end_shows_what_the_nodes_did(comfy: Comfy, tmp_path: Path) -> None:
+    """In ComfyUI's own front end: the example opened from the template browser, its SODECDecode reading the
+    defaults, run; then every SODEC node shows the text it returned (what /history holds for it), which
+    stays out of the saved workflow and the prompt."""
+    pack = comfy.base / "custom_nodes" / "sodec"
+    if not pack.exists():
+        pytest.skip("the pack is linked as comfyui_nodes/ alone, which has no example_workflows/")
+    shot = Path(os.environ.get("SODEC_E2E_SCREENSHOT") or tmp_path / f"comfyui-{comfy.api}.png")
+    (tmp_path / "driver.js").write_text(BROWSER_DRIVER)
+    playwright = Path(PLAYWRIGHT) / "node_modules" / "playwright-core"
+    run = subprocess.run(["node", str(tmp_path / "driver.js"), str(playwright), BROWSER, str(tmp_path / "profile"),
+                          comfy.url, pack.name, UI_WORKFLOW.stem, comfy.image[0], comfy.model_name, str(shot)],
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 300)
+    assert run.returncode == 0, f"{run.stderr[-3000:]}\n{comfy.log_tail()}"
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["decodeBefore"]["decode_path"] == coding.DEFAULT_DECODE_PATH
+    assert got["decodeBefore"]["guidance"] == coding.DEFAULT_GUIDANCE
+    assert not [e for e in got["errors"] if "sodec" in e.lower()], got["errors"]
+    # the text each node shows is what the node returned for this run
+    _, history = http_json(comfy.url + "/history")
+    entry = next(e for e in reversed(list(history.values())) if set(got["reports"]) <= set(e["outputs"]))
+    assert got["reports"] == {k: "\n".join(entry["outputs"][k]["text"]) for k in got["reports"]}
+    ui = json.loads(UI_WORKFLOW.read_text(encoding="utf-8"))
+    assert {str(n["id"]) for n in ui["nodes"] if n["type"].startswith("SODEC")} == set(got["reports"])
+    by_type = {n["type"]: str(n["id"]) for n in ui["nodes"]}
+    width, height = comfy.image[1]
+    assert got["reports"][by_type["SODECDecode"]].startswith(f"decoded 1 image(s) of {width}x{height} with the ")
+    assert " bytes, " in got["reports"][by_type["SODECEncode"]] and " bpp" in got["reports"][by_type["SODECSave"]]
+    # the box is neither saved with the workflow nor sent to ComfyUI
+    for node in ui["nodes"]:
+        assert len(got["saved"][str(node["id"])]) == len(node["widgets_values"]), node["type"]
+    assert not any("sodec_report" in n["inputs"] for n in got["prompt"].values())
+    assert shot.stat().st_size > 0

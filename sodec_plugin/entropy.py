@@ -34,7 +34,7 @@ from types import ModuleType
 import numpy as np
 
 PRECISION = 16
-DECODE_CHUNK = 1 << 18  # symbols per call into the rANS decoder
+DECODE_CHUNK = 1 << 18  # symbols per call into the rANS coder
 RANS_MODULE = "compressai.ans"
 _RANS_LOCK = threading.Lock()
 _rans: ModuleType | None = None
@@ -170,10 +170,17 @@ def build_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
 
 
 def encode(symbols: np.ndarray, indexes: np.ndarray, table: CodingTable) -> bytes:
-    indexes = indexes.reshape(-1).astype(np.int32)
-    symbols = table.clamp(symbols.reshape(-1).astype(np.int64), indexes).astype(np.int32)
+    """One stream of len(indexes) symbols, each clamped into its row's range. Handed to the coder
+    DECODE_CHUNK symbols at a time (its buffered encoder writes the bytes its one-call encoder
+    writes), so the Python lists it takes stay bounded however large the image."""
+    indexes, symbols = indexes.reshape(-1), symbols.reshape(-1)
     cdf, length, offset = table.lists
-    return rans().RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
+    encoder = rans().BufferedRansEncoder()
+    for start in range(0, indexes.size, DECODE_CHUNK):
+        idx = indexes[start:start + DECODE_CHUNK].astype(np.int32)
+        sym = table.clamp(symbols[start:start + DECODE_CHUNK].astype(np.int64), idx).astype(np.int32)
+        encoder.encode_with_indexes(sym.tolist(), idx.tolist(), cdf, length, offset)
+    return encoder.flush()
 
 
 class StreamDecoder:

@@ -171,22 +171,24 @@ class LatentCodec:
         return np.concatenate([a[:, p].ravel() for p in self.y_passes(*a.shape[-2:])])
 
     def code_y(self, z_hat: torch.Tensor, position: int,
-               symbols_of: Callable[[torch.Tensor, np.ndarray, np.ndarray], np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+               symbols_of: Callable[[torch.Tensor, np.ndarray, np.ndarray], np.ndarray], *,
+               keep_indexes: bool = True) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor]:
         """Run the coding passes: `symbols_of(means, indexes, positions)` gives the symbols (M, n)
         of one pass (the encoder rounds y, the decoder reads the stream). Returns the symbols and
-        indexes (M, h, w) and the exact gained means (1, M, h, w) every symbol was coded with."""
+        indexes (M, h, w) (None unless `keep_indexes`) and the exact gained means (1, M, h, w) every
+        symbol was coded with."""
         means, scales = self.hyper_parameters(z_hat, position)
         h, w = means.shape[-2:]
         symbols = np.zeros((means.shape[1], h, w), dtype=np.int32)
-        indexes = np.zeros((means.shape[1], h, w), dtype=np.int32)
+        indexes = np.zeros((means.shape[1], h, w), dtype=np.int32) if keep_indexes else None
         for k, pos in enumerate(self.y_passes(h, w)):
             sel = torch.from_numpy(pos)
             if k:  # the context pass: refine this pass's positions from the symbols coded so far
                 self._context().exact(torch.from_numpy(symbols)[None], scales, add_to=(means, scales))
             # (M, 1, n): build_indexes works a channel at a time
             idx = build_indexes(scales[0][:, sel].numpy()[:, None], self.module.scale_table.numpy())[:, 0]
-            indexes[:, pos] = idx
+            if indexes is not None:
+                indexes[:, pos] = idx
             symbols[:, pos] = symbols_of(means[0][:, sel], idx, pos)
         return symbols, indexes, means
 
@@ -230,13 +232,16 @@ class LatentCodec:
     def quantize_y(self, y: torch.Tensor, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, np.ndarray]:
         """The encoder's side of code_y: y rounded pass by pass; symbols and indexes (M, h, w)."""
         _, y_tab = self.tables()
-        yg = (y.double().cpu() * self.exact_gain(position)[None, :, None, None])[0]
+        y, gain = y.cpu()[0], self.exact_gain(position)[:, None]
 
         def round_y(means: torch.Tensor, idx: np.ndarray, pos: np.ndarray) -> np.ndarray:
-            sym = torch.round(yg[:, torch.from_numpy(pos)] - means).numpy().astype(np.int64)
+            # the gained y of this pass only (a full-size float64 copy would be 49 MB at 12 MP)
+            yg = y[:, torch.from_numpy(pos)].double().mul_(gain)
+            sym = torch.round(yg.sub_(means)).numpy().astype(np.int64)
             return y_tab.clamp(sym.reshape(-1), idx.reshape(-1)).reshape(sym.shape).astype(np.int32)
 
         symbols, indexes, _ = self.code_y(z_hat, position, round_y)
+        assert indexes is not None
         return symbols, indexes
 
     def decode_y(self, data: bytes, z_hat: torch.Tensor, position: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -244,7 +249,7 @@ class LatentCodec:
         _, y_tab = self.tables()
         h, w = z_hat.shape[-2:]
         stream = StreamDecoder(data, self.cfg.latent_channels * Z_CELL**2 * h * w, y_tab)
-        symbols, _, means = self.code_y(z_hat, position, lambda _m, idx, _p: stream.read(idx))
+        symbols, _, means = self.code_y(z_hat, position, lambda _m, idx, _p: stream.read(idx), keep_indexes=False)
         return symbols, means
 
     def z_hat_from_symbols(self, z_symbols: np.ndarray) -> torch.Tensor:

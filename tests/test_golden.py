@@ -185,7 +185,7 @@ def test_the_default_re_encodes_its_golden_file_byte_for_byte(monkeypatch):
 def test_the_default_quality_ladder_is_monotone_on_real_photos():
     """More quality never gives less: PSNR and MS-SSIM do not fall as the quality rises (the evaluation
     reports any violation on whole test sets; this holds it on a few real photo crops)."""
-    from sodec_plugin.eval.metrics import ms_ssim, psnr
+    from sodec_plugin.metrics import ms_ssim, psnr
     from tests.conftest import kodak_crop
 
     crops = [kodak_crop(i, box) for i, box in ((1, (256, 128, 512, 384)), (13, (0, 0, 256, 256)),

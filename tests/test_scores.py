@@ -7,8 +7,8 @@ import pytest
 
 from sodec_plugin.eval.baselines import CODECS, encode_decode, match_rate
 from sodec_plugin.eval.cache import EvalCache
-from sodec_plugin.eval.metrics import METRICS, metric_unavailable, score
 from sodec_plugin.eval.scores import Scorer, centre_crop
+from sodec_plugin.metrics import METRICS, metric_unavailable, score
 from tests.conftest import kodak_crop
 
 

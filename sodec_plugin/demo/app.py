@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..eval.baselines import CODECS
-from ..eval.metrics import METRICS
 from ..eval.scores import WHOLE_IMAGE_METRICS
+from ..metrics import METRICS
 from ..rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT
 from . import DEFAULT_HOST
 from .comparison import (

@@ -25,8 +25,8 @@ from .. import container
 from ..container import Chunk, FormatError
 from ..eval.baselines import CODECS, available_codecs, bpp_of, match_rate
 from ..eval.cache import EvalCache
-from ..eval.metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
 from ..eval.scores import WHOLE_IMAGE_METRICS, Scorer
+from ..metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
 from ..rates import check_effort, check_quality, position_to_quality
 
 Progress = Callable[[float, str], None]

@@ -5,9 +5,9 @@ Importing this package does not import torch (only MS-SSIM and the optional perc
 
 from __future__ import annotations
 
+from ..metrics import ms_ssim, ms_ssim_db, perceptual_metrics, perceptual_status, psnr
 from .baselines import CODECS, Codec, RateMatch, available_codecs, codec_unavailable, encode_decode, match_rate
 from .bdrate import bd_psnr, bd_quality, bd_rate
-from .metrics import ms_ssim, ms_ssim_db, perceptual_metrics, perceptual_status, psnr
 from .report import evaluate, format_markdown, write_outputs
 
 __all__ = [

@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image
 
 from ..container import IMAGE_EXTENSIONS
+from ..metrics import METRICS, ms_ssim_db, perceptual_metrics, perceptual_status
 from .baselines import CODECS, DEFAULT_BASELINES, RateMatch, bpp_of, codec_unavailable, match_rate
 from .bdrate import bd_psnr, bd_rate
 from .cache import EvalCache
-from .metrics import METRICS, ms_ssim_db, perceptual_metrics, perceptual_status
 from .scores import DEFAULT_CROP, DEFAULT_METRICS, Scorer
 
 CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
@@ -248,7 +248,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
     Returns {"rows", "summary", "bdrate", "scoring", "perceptual_status", "skipped", "files", ...}; with `out_dir`
     also writes per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
     """
-    from .metrics import metric_unavailable
+    from ..metrics import metric_unavailable
 
     missing = {m: r for m in metrics if (r := metric_unavailable(m))}
     if missing:

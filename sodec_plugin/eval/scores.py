@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..metrics import METRICS, ms_ssim_db, score
 from .cache import EvalCache, digest
-from .metrics import METRICS, ms_ssim_db, score
 
 # The metrics that `sodec eval` scores by default, and the ones scored on the whole image whatever the crop.
 DEFAULT_METRICS = tuple(METRICS)

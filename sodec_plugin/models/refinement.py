@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import LATENT_CELL
-from ..eval.metrics import MS_SSIM_MIN_SIDE  # (pure Python: the size pytorch_msssim's five scales need)
+from ..metrics import MS_SSIM_MIN_SIDE  # (pure Python: the size pytorch_msssim's five scales need)
 from ..rates import MAX_EFFORT, check_effort
 from .latent_codec import Z_CELL
 from .objective import distortion, rate_distortion

@@ -12,7 +12,7 @@ from torch import nn
 def load_lpips() -> nn.Module | None:
     """LPIPS(alex) when the `lpips` package and the AlexNet weights are already on disk; None
     (with a warning saying what is missing) otherwise. Never downloads."""
-    from ..eval.metrics import lpips_unavailable, make_lpips
+    from ..metrics import lpips_unavailable, make_lpips
 
     why = lpips_unavailable()
     if why:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import SODECConfig
-from ..eval.metrics import MS_SSIM_MIN_SIDE
+from ..metrics import MS_SSIM_MIN_SIDE
 from ..models.objective import distortion, rate_distortion
 from ..models.sodec import DIFFUSION_PREFIX, SODECModel
 from .losses import Distortion, PatchDiscriminator

@@ -50,29 +50,6 @@ def balanced_tile(size: int, tile: int, overlap: int) -> int:
     return -(-(size + (n - 1) * 2 * overlap) // n)
 
 
-def banded_reduce(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, factor: int, band: int,
-                  overlap: int) -> torch.Tensor:
-    """`fn` (an encoder stage that maps H x W to H/factor x W/factor) applied to horizontal bands of
-    `x` that overlap by `overlap` output rows on each side, keeping each band's core rows: when the
-    overlap covers the stage's receptive field the result equals fn(x) up to float rounding, and only
-    one band of the stage's (wide, high-resolution) intermediate tensors exists at a time."""
-    h = x.shape[-2] // factor
-    if h <= band + 2 * overlap:
-        return fn(x)
-    out: torch.Tensor | None = None
-    for top in range(0, h, band):
-        lo, hi = max(0, top - overlap), min(h, top + band + overlap)
-        part = fn(x[..., lo * factor:hi * factor, :])
-        if out is None:  # written band by band: no list of parts and no second copy from a concatenation
-            fmt = torch.channels_last if part.is_contiguous(memory_format=torch.channels_last) \
-                else torch.contiguous_format
-            out = torch.empty((*part.shape[:-2], h, part.shape[-1]), dtype=part.dtype, device=part.device,
-                              memory_format=fmt)
-        out[..., top:top + min(band, h - top), :] = part[..., top - lo:top - lo + min(band, h - top), :]
-    assert out is not None
-    return out
-
-
 def tiled_apply(fn: Callable[[list[torch.Tensor]], torch.Tensor], inputs: list[torch.Tensor], tile: int,
                 overlap: int, scale: int, out_channels: int, progress: Callable[[int, int], None] | None = None,
                 *, balanced: bool = True, workers: int = 1) -> torch.Tensor:

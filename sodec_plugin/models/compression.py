@@ -25,7 +25,7 @@ from torch import nn
 
 from ..config import SODECConfig
 from ..entropy import compressai_module
-from ..tiling import banded_reduce
+from . import rows
 from .blocks import identity_blocks
 from .context import CheckerboardContext, anchor_mask
 from .gdn import GDN
@@ -38,11 +38,11 @@ ENTROPY_MODELS = ("entropy_bottleneck", "gaussian")
 _BUILD_LOCK = threading.Lock()
 
 
-# Encoder bands: about this many input pixels each (a 12 MP encode then peaks ~260 MB above the loaded
-# model instead of ~2.7 GB). The first three stages see 14 px on each side (three 5x5 stride-2
-# convolutions), so 2 rows of their 1/8-resolution output (16 px) of overlap give exact values.
-ENCODE_BAND_PIXELS = 1 << 20
-ENCODE_BAND_OVERLAP = 2
+# Encoder bands: about this many input pixels each. The first three stages stream bands of rows
+# (models/rows.py): nothing is computed twice, and their widest tensor (64 channels at half
+# resolution, float32) stays under 32 MiB, which glibc's malloc reuses instead of mapping fresh pages.
+ENCODE_BAND_PIXELS = 1 << 19
+ENCODE_MIN_BAND = 64
 
 
 def _down(cin: int, cout: int) -> nn.Conv2d:
@@ -64,22 +64,26 @@ class Analysis(nn.Module):
         y = self.net(x * 2.0 - 1.0)
         return y if self.blocks is None else self.blocks(y)
 
-    def forward_banded(self, x: torch.Tensor, band: int | None = None, overlap: int = ENCODE_BAND_OVERLAP
-                       ) -> torch.Tensor:
+    def forward_banded(self, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
         """forward() for inference on large images: the first three stages (their 1/2 and 1/4
-        resolution features are the largest tensors an encode makes: 64 channels x H/2 x W/2) run in
-        bands of `band` rows of their 1/8-resolution output (default: bands of about
-        ENCODE_BAND_PIXELS input pixels); the rest runs on the whole 1/8 grid."""
+        resolution features are the largest tensors an encode makes: 64 channels x H/2 x W/2) stream
+        bands of `band` input rows (default: about ENCODE_BAND_PIXELS pixels, 8 rows of the 1/8 grid at
+        least), each
+        computed once, converting 8-bit pixels to floats band by band; the rest runs on the whole 1/8
+        grid. The same values as forward(), bit for bit (each output's sum is the same)."""
         head, tail = self.net[:6], self.net[6:]
         p = self.net[0].weight
-
-        def stages123(t: torch.Tensor) -> torch.Tensor:
-            if t.dtype == torch.uint8:  # 8-bit pixels become floats one band at a time
-                t = t.to(p.device, p.dtype).div_(255.0)
-            return head(t.to(p.device, p.dtype) * 2.0 - 1.0)
-
-        band = band or max(8, ENCODE_BAND_PIXELS // (8 * x.shape[-1]))
-        h = banded_reduce(stages123, x, factor=8, band=band, overlap=overlap)
+        height = x.shape[-2]
+        band = band or max(ENCODE_MIN_BAND, ENCODE_BAND_PIXELS // x.shape[-1])
+        chain = rows.stages(head) if band < height else None
+        parts = []
+        for top in range(0, height, band):
+            t = x[..., top:top + band, :].to(p.device, p.dtype)
+            if x.dtype == torch.uint8:  # 8-bit pixels become floats one band at a time
+                t = t.div_(255.0)
+            t = t * 2.0 - 1.0
+            parts.append(head(t) if chain is None else rows.run(chain, t, last=top + band >= height))
+        h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         y = tail(h)
         return y if self.blocks is None else self.blocks(y)
 

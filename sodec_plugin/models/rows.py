@@ -94,6 +94,32 @@ def upsampling_window(conv: nn.ConvTranspose2d) -> RowWindow:
     return RowWindow(conv, conv.out_channels, 2, 2)
 
 
+class RowDownsampling:
+    """A 5x5 stride-2 convolution with padding 2 (E's downsamplings), streamed: output row o reads input
+    rows 2o - 2 ... 2o + 2. The convolution runs as the module runs (padded) on the rows from the next
+    output's window on, and the first and last output rows of each run, whose windows reach past the
+    rows given, are dropped (2 zero rows stand for the padding above and below the image)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        if (conv.kernel_size, conv.stride, conv.padding) != ((5, 5), (2, 2), (2, 2)) or conv.groups != 1:
+            raise ValueError(f"cannot stream {conv}")
+        self.conv = conv
+        self.pending: torch.Tensor | None = None  # input rows from the next output's window on
+
+    def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        _, c, _, w = x.shape
+        parts = [self.pending if self.pending is not None else _rows(x, c, 2, w), x]
+        if last:
+            parts.append(_rows(x, c, 2, w))
+        buf = _cat_rows(parts)
+        complete = (buf.shape[2] - 3) // 2  # outputs 1 ... complete of the run have their window in buf
+        if complete < 1:
+            self.pending = buf
+            return _rows(x, self.conv.out_channels, 0, (w + 1) // 2)
+        self.pending = buf[:, :, 2 * complete:]
+        return self.conv(buf)[:, :, 1:complete + 1]
+
+
 class RowResBlock:
     """x + conv2(silu(conv1(silu(x)))): the sum waits for the residual branch, two rows behind."""
 
@@ -122,7 +148,7 @@ def stages(layers: Iterable[nn.Module]) -> list[Stage]:
         elif isinstance(layer, nn.ConvTranspose2d):
             out.append(upsampling_window(layer))
         elif isinstance(layer, nn.Conv2d):
-            out.append(conv_window(layer))
+            out.append(RowDownsampling(layer) if layer.stride == (2, 2) else conv_window(layer))
         else:
             out.append(Pointwise(layer))
     return out

@@ -61,6 +61,7 @@ def test_each_stage_runs_with_finite_losses_and_exports(stage_runs, data):
     with safe_open(str(stage_runs / "model" / "model.safetensors"), framework="pt") as f:
         training = json.loads(f.metadata()["training"])
     assert training["data_list"] == sorted(p.name for p in data.iterdir()) and training["data_files"] == 4
+    assert not training["command"].startswith("/")  # the program's name, not one machine's install path
     assert "training files are listed" in meta_card
 
 

@@ -196,7 +196,9 @@ class Trainer:
     def export(self, folder: str | Path | None = None, command: str | None = None) -> Path:
         folder = Path(folder) if folder is not None else self.out / "model"
         self.model.eval()
-        meta = {"training": {"command": command or " ".join(sys.argv), "stage": self.stage, "steps": self.step,
+        # The command as typed: the program's name, not the path of one machine's install.
+        argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else sys.argv
+        meta = {"training": {"command": command or " ".join(argv), "stage": self.stage, "steps": self.step,
                              "seed": self.recipe.seed, "data_dir": str(self.data_dir),
                              "data_files": len(self.data.files), "data_sha256": self.data.digest(),
                              "data_list": [str(f.relative_to(self.data.root)) for f in self.data.files],

@@ -60,7 +60,7 @@ def test_search_lowers_the_loss_and_files_decode_as_usual(model) -> None:
     assert searched != plain
     f = container.parse(searched)
     assert (f.width, f.height, f.rate_position) == (192, 192, position)
-    assert f.model_hex == model.digest[:8]  # the same model (and decoder) reads it
+    assert f.model_hex == container.model_id_hex(model.digest)  # the same model (and decoder) reads it
     out = sp.decompress(searched)
     assert out.size == im.size and out.mode == "RGB"
     err = np.abs(np.asarray(out, dtype=float) - np.asarray(im, dtype=float)).mean()

@@ -367,7 +367,8 @@ class Comparer:
         f = container.parse(upload.sdc)
         say(0.1, "loading the model")
         chosen = load_model(model, self.device)
-        m = codec.model_for_file(f, model=chosen if chosen.digest[:8] == f.model_hex else None, device=self.device)
+        same = container.model_id_hex(chosen.digest) == f.model_hex
+        m = codec.model_for_file(f, model=chosen if same else None, device=self.device)
         say(0.3, "decoding")
         t0 = time.perf_counter()
         decoded = codec.decode_file(f, model=m, mode=_mode_for(m, mode), guidance=guidance)

@@ -1,14 +1,23 @@
 """Encode and decode latency, peak memory and rate of a SODEC model on Kodak images, next to
-Pillow's AVIF on the same images in the same run.
+Pillow's AVIF on the same images in the same run; and (--profile) where each second of an encode and
+a decode goes.
 
-    python benchmarks/bench_codec.py --model /work/runs/lite-snapshot --sizes 512x512,768x512 --repeat 5
+    python benchmarks/bench_codec.py --model PATH --sizes 512x512,768x512 --repeat 5
     python benchmarks/bench_codec.py --model PATH --sizes 2048x1536 --repeat 3 --tile 48,128
-    python benchmarks/bench_codec.py --model PATH --sizes 512x512 --profile
+    python benchmarks/bench_codec.py --profile --threads 1                    # Kodak + a 12 MP photo
+    python benchmarks/bench_codec.py --profile --photo my-12mp.jpg --engines old=../old-checkout,new=.
 
 Images are real Kodak photos: 768x512 is a whole (landscape) image, smaller sizes are centre crops,
 larger ones mosaics of several images. Each timing is the median of --repeat runs (per image) after
 --warmup untimed runs; variants (engine defaults vs sodec_plugin.speed, thread counts) are
 interleaved run by run so that a busy machine slows them alike. See benchmarks/README.md.
+
+--profile runs every measurement in a fresh process (one per engine and image, interleaved round by
+round): a cold start (imports, model load, the first decode through Pillow; `sodec decompress`), then
+warm encodes and decodes whose time is split among the engine's own functions (networks, exact
+prior and context, rANS, conversions), the multiply-accumulates the networks computed against the
+ones they need (their untiled forward), and peak memory. `--engines NAME=PATH,...` compares
+checkouts of the package side by side in one run (the default: this checkout).
 """
 
 from __future__ import annotations
@@ -29,16 +38,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+# --profile's workers import the package of the engine they measure (see ENGINE_ENV)
+ENGINE_ENV = "SODEC_BENCH_ENGINE"
+sys.path.insert(0, os.environ.get(ENGINE_ENV, str(ROOT)))
 
 import speed_options  # noqa: E402
 from common import PeakMemory, device_line, load_average, markdown_table, median, parse_sizes, time_call  # noqa: E402
 
-from sodec_plugin import codec, container, entropy, speed, tiling  # noqa: E402
+from sodec_plugin import codec, container, speed, tiling  # noqa: E402
 from sodec_plugin.models.sodec import SODECModel  # noqa: E402
 
-DEFAULT_IMAGES = "/work/shared/data/kodak"
+DEFAULT_IMAGES = str(ROOT.parent / "shared" / "data" / "kodak")  # the Kodak set beside the checkout
 
 
 # ---- images -----------------------------------------------------------------------------------
@@ -243,68 +256,129 @@ def run_size(args: argparse.Namespace, variants: list[Variant], pool: list[Image
         v.samples.clear()
 
 
-# ---- per-stage profile ------------------------------------------------------------------------
-def profile(model: SODECModel, im: Image.Image, args: argparse.Namespace, mode: str, draft: bool,
-            tile: int) -> list[tuple[str, float]]:
-    """Median time of each stage of compress and decompress, replayed step by step the way codec.py
-    does them (so the stages add up to about the end-to-end time)."""
-    m, dev = model, str(model.device)
-    stages: dict[str, list[float]] = {}
+# ---- --profile: where the time goes, one fresh process per engine and image ------------------------
+PHOTO_SIZE = (4240, 2827)  # 12.0 MP, 3:2
+# (module, attribute, stage): the engine functions whose time a profile reports. Times are exclusive
+# (a stage called inside another counts for itself only); what no stage covers is "other". Attributes
+# an engine lacks are skipped, so an older checkout is profiled by what it has.
+STAGES = (
+    ("sodec_plugin.engine", "get_model", "model lookup"),
+    ("sodec_plugin.codec", "encoder_input", "image -> padded 8-bit tensor"),
+    ("sodec_plugin.models.compression", "Analysis.forward_banded", "E analysis transform"),
+    ("sodec_plugin.models.compression", "HyperAnalysis.forward", "H_a hyper analysis"),
+    ("sodec_plugin.models.latent_codec", "LatentCodec.quantize_z", "quantise z"),
+    ("sodec_plugin.models.prior", "PriorSynthesis.exact", "prior P (exact, float64)"),
+    ("sodec_plugin.models.context", "CheckerboardContext.exact", "context model (exact, float64)"),
+    ("sodec_plugin.entropy", "build_indexes", "scale-table indexes"),
+    ("sodec_plugin.models.latent_codec", "LatentCodec.code_y", "coding passes: gathers, rounding, gains"),
+    ("sodec_plugin.entropy", "encode", "rANS encode (clamping, lists)"),
+    ("sodec_plugin.entropy", "StreamDecoder.read", "rANS decode (lists)"),
+    ("sodec_plugin.container", "pack", "container"),
+    ("sodec_plugin.container", "parse", "container"),
+    ("sodec_plugin.models.latent_codec", "LatentCodec.y_hat_from_symbols", "dequantise y"),
+    ("sodec_plugin.codec", "fidelity_rows", "D_a fidelity decoder"),
+    ("sodec_plugin.models.fidelity", "FidelityDecoder.forward", "D_a fidelity decoder"),
+    ("sodec_plugin.tiling", "tiled_apply", "decoder tiles: blending"),
+    ("sodec_plugin.codec", "to_bytes", "to 8-bit pixels"),
+    ("sodec_plugin.codec", "to_output_image", "to PIL image"),
+    ("sodec_plugin.models.diffusion", "DiffusionDecoder.guidance_tokens", "diffusion: ViT + F_p"),
+    ("sodec_plugin.models.diffusion", "DiffusionDecoder.denoise", "diffusion: UNet"),
+    ("sodec_plugin.models.diffusion", "DiffusionDecoder.decode_latent", "diffusion: VAE"),
+)
 
-    def timed(name: str, fn: Any) -> Any:
-        out, ms = time_call(fn, dev)
-        stages.setdefault(name, []).append(ms)
-        return out
 
-    position = codec.quality_to_position(args.quality, m.cfg.max_rate_position)
-    for it in range(args.warmup + args.repeat):
-        if it == args.warmup:
-            stages.clear()
-        _profile_pass(m, im, position, mode, draft, tile, timed)
-    return [(name, median(v)) for name, v in stages.items()]
+class StageClock:
+    """Exclusive time per stage, by wrapping the functions of STAGES (generators are timed per step)."""
+
+    def __init__(self) -> None:
+        import importlib
+        import inspect
+
+        self.totals: dict[str, float] = {}
+        self.stack: list[list[float]] = []  # per active call: [start, time of nested calls]
+        for module_name, attr, label in STAGES:
+            try:
+                owner: Any = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            *path, name = attr.split(".")
+            for part in path:
+                owner = getattr(owner, part, None)
+            fn = getattr(owner, name, None) if owner is not None else None
+            if fn is None or getattr(fn, "_stage_wrapped", False):
+                continue
+            wrapper = self._generator(fn, label) if inspect.isgeneratorfunction(fn) else self._function(fn, label)
+            wrapper._stage_wrapped = True  # type: ignore[attr-defined]
+            setattr(owner, name, wrapper)
+
+    def _enter(self) -> None:
+        self.stack.append([time.perf_counter(), 0.0])
+
+    def _exit(self, label: str) -> None:
+        start, nested = self.stack.pop()
+        spent = time.perf_counter() - start
+        self.totals[label] = self.totals.get(label, 0.0) + spent - nested
+        if self.stack:
+            self.stack[-1][1] += spent
+
+    def _function(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            self._enter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self._exit(label)
+        return timed
+
+    def _generator(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            gen = fn(*a, **k)
+            while True:
+                self._enter()
+                try:
+                    item = next(gen)
+                except StopIteration:
+                    return
+                finally:
+                    self._exit(label)
+                yield item
+        return timed
+
+    def run(self, fn: Callable[[], Any]) -> tuple[dict[str, float], float]:
+        """Stage times (ms, exclusive, with "other") and the total of one call of fn."""
+        self.totals = {}
+        t0 = time.perf_counter()
+        fn()
+        total = time.perf_counter() - t0
+        stages = {k: v * 1e3 for k, v in self.totals.items()}
+        stages["other"] = total * 1e3 - sum(stages.values())
+        return stages, total * 1e3
 
 
-def _profile_pass(m: SODECModel, im: Image.Image, position: int, mode: str, draft: bool, tile: int,
-                  timed: Any) -> None:
+def network_macs(m: Any, op: str, image: Image.Image | None, data: bytes | None) -> dict[str, dict[str, float]]:
+    """GMAC that E (encode) or D_a (decode) computed as the engine runs it, and the GMAC its untiled
+    forward needs (counted on a small input and scaled by area: every layer's count is proportional
+    to its output's area)."""
     comp = m.compression
-    lc = comp.codec  # the coding side
-
     with torch.inference_mode():
-        x = timed("enc: image -> padded 8-bit tensor", lambda: codec.encoder_input(codec.normalize_mode(im),
-                                                                                    lc.pad_multiple()))
-        y = timed("enc: E analysis (banded)", lambda x=x: comp.analysis.forward_banded(x))
-        z = timed("enc: H_a hyper analysis", lambda y=y: comp.hyper_analysis(y).double().cpu())
-    z_tab, y_tab = lc.tables()
-    z_sym, z_hat = timed("enc: quantise z", lambda: lc.quantize_z(z, position))
-    timed("enc: exact prior P alone (fixed point)", lambda: lc.y_parameters(z_hat, position))
+        if op == "encode":
+            x = codec.encoder_input(codec.normalize_mode(image), comp.codec.pad_multiple())
+            need = macs(lambda: comp.analysis(torch.rand(1, 3, 128, 128))) * x.shape[-2] * x.shape[-1] / 128**2
+            return {"E (analysis)": {"needed": need / 1e9, "computed": macs(
+                lambda: comp.analysis.forward_banded(x)) / 1e9}}
+        f = container.parse(data)
+        y_hat, z_hat = codec.decode_latents(f, m)
+        need = macs(lambda: m.fidelity_decoder(torch.randn(1, y_hat.shape[1], 8, 8))) * y_hat[0, 0].numel() / 64
 
-    y_sym, indexes = timed("enc: exact prior P (+ context passes) and quantise y",
-                           lambda: lc.quantize_y(y.float(), z_hat, position))
-    z_stream = timed("enc: entropy encode z", lambda: entropy.encode(
-        z_sym, lc.z_indexes((1, *z_sym.shape)), z_tab))
-    y_stream = timed("enc: entropy encode y", lambda: entropy.encode(lc.scan(y_sym), lc.scan(indexes), y_tab))
-    data = timed("enc: container pack", lambda: container.pack(container.SDCFile(
-        im.width, im.height, "RGB", bytes.fromhex(m.digest[:8]), position, z_stream, y_stream, {})))
+        def decode() -> Any:
+            try:  # this engine's decoder, writing 8-bit pixels as decode_file does
+                return codec.decode_image(m, y_hat, z_hat, "fidelity", out=np.empty((f.height, f.width, 3), np.uint8))
+            except TypeError:  # an engine without that output
+                return codec.decode_image(m, y_hat, z_hat, "fidelity")
 
-    f = timed("dec: container parse", lambda: container.parse(data))
-    pm = lc.pad_multiple()
-    z_shape = lc.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
-    zd = timed("dec: entropy decode z", lambda: entropy.decode(f.z_stream, lc.z_indexes(z_shape), z_tab))
-    z_hat_d = lc.z_hat_from_symbols(zd.reshape(z_shape[1:]))
-
-    yd, means_d = timed("dec: exact prior P (+ context passes) and entropy decode y",
-                        lambda: lc.decode_y(f.y_stream, z_hat_d, position))
-    y_hat = timed("dec: dequantise y_hat", lambda: lc.y_hat_from_symbols(yd, means_d, position))
-    z_hat_f = lc.z_dequantized(z_hat_d, position).float()
-    if mode == "fidelity" or not m.has_diffusion:
-        x_out = timed(f"dec: D_a fidelity decoder (tile {tile})",
-                      lambda: codec.decode_image(m, y_hat, z_hat_f, "fidelity", tile=tile))
-    else:
-        x_out = profile_diffusion(m, y_hat, z_hat_f, tile, draft, timed)
-    timed("dec: to PIL (crop, uint8)", lambda: codec.to_output_image(x_out, f))
+        return {"D_a (fidelity decoder)": {"needed": need / 1e9, "computed": macs(decode) / 1e9}}
 
 
-# ---- operations per pixel against the machine's convolution throughput ------------------------------
 def macs(fn: Callable[[], Any]) -> int:
     """Multiply-accumulates of one call, counted by torch's FlopCounterMode (2 flops per MAC)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -314,55 +388,171 @@ def macs(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops() // 2
 
 
-def conv_throughput(device: str, repeat: int = 5) -> float:
-    """GMAC/s of a plain 64 -> 64 3x3 convolution on a 1/4-resolution Kodak-sized tensor, channels_last:
-    what these cores do on the decoder's most common operation."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device, memory_format=torch.channels_last)
-    x = torch.randn(1, 64, 128, 192, device=device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        conv(x)
-        ms = median([time_call(lambda: conv(x), device)[1] for _ in range(repeat)])
-    return 64 * 64 * 9 * 128 * 192 / (ms * 1e6)
+def profile_worker(args: argparse.Namespace) -> None:
+    """One engine, one operation on one file: warm runs split into stages, peak memory, MACs (JSON)."""
+    import sodec_plugin as sp
+
+    torch.set_num_threads(args.threads_n)
+    m = sp.load_model(args.model)
+    image, data = None, None
+    if args.op == "encode":
+        with Image.open(args.image) as im:
+            image = im.convert("RGB")
+
+        def run() -> Any:
+            return sp.compress(image, model=m, quality=args.quality)
+    else:
+        data = Path(args.image).read_bytes()
+
+        def run() -> Any:
+            return sp.decompress(data, model=m)
+
+    clock = StageClock()
+    for _ in range(args.warmup):
+        run()
+    runs = [clock.run(run) for _ in range(args.repeat)]
+    with PeakMemory() as pm:
+        run()
+    labels = sorted({k for stages, _ in runs for k in stages})
+    print(json.dumps({"engine": str(Path(sp.__file__).resolve().parent.parent),
+                      "total_ms": median([t for _, t in runs]), "peak_mb": pm.peak_mb, "extra_mb": pm.extra_mb,
+                      "stages": {k: median([s.get(k, 0.0) for s, _ in runs]) for k in labels},
+                      "macs": network_macs(m, args.op, image, data)}))
 
 
-def mac_rows(m: SODECModel, im: Image.Image, stages: list[tuple[str, float]], device: str) -> list[list[Any]]:
-    """For E and D_a on this image: MACs, MACs per pixel, the rate reached in the profile, and its
-    fraction of the 3x3 convolution throughput (how far execution, not arithmetic, is the limit)."""
-    comp = m.compression
-    x = codec.encoder_input(codec.normalize_mode(im), comp.codec.pad_multiple())
-    with torch.inference_mode():
-        y = comp.analysis.forward_banded(x)
-    peak = conv_throughput(device)
-    times = dict(stages)
-    rows = []
-    for name, count, stage in (
-            ("E (encoder analysis)", macs(lambda: comp.analysis.forward_banded(x)), "enc: E analysis (banded)"),
-            ("D_a (fidelity decoder)", macs(lambda: m.fidelity_decoder(y.to(m.device, m.dtype))),
-             next((s for s in times if s.startswith("dec: D_a")), ""))):
-        ms = times.get(stage, math.nan)
-        rate = count / (ms * 1e6) if ms == ms else math.nan
-        rows.append([name, count / 1e9, count / (im.width * im.height), ms, rate, peak, 100 * rate / peak])
-    return rows
+COLD_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+torch.set_num_threads({threads})
+from PIL import Image
+import pillow_codec
+t2 = time.perf_counter()
+im = Image.open({path!r})
+import sodec_plugin
+sodec_plugin.load_model()
+t3 = time.perf_counter()
+im.load()
+t4 = time.perf_counter()
+print(json.dumps({{"import torch": t1 - t0, "import PIL + pillow_codec": t2 - t1, "open + model load": t3 - t2,
+                  "decode": t4 - t3, "inside": t4 - t0,
+                  "compressai imported": any(k.startswith("compressai") for k in sys.modules)}}))
+"""
 
 
-def profile_diffusion(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, tile: int, draft: bool,
-                      timed: Any) -> torch.Tensor:
-    """codec.decode_image's diffusion branch, stage by stage."""
-    dev, dt = m.device, m.dtype
-    d = m.diffusion
-    sd_tile = 2 * tile
-    sd_overlap = max(1, min(2 * codec.TILE_OVERLAP, sd_tile // 4))
-    with torch.inference_mode():
-        x_f = timed("dec: D_a fidelity decoder", lambda: codec.decode_image(m, y_hat, z_hat, "fidelity", tile=tile))
-        w = timed("dec: H_s side synthesis", lambda: d.side_synthesis(z_hat.to(dev, dt)))
-        y_t = timed("dec: T_s transform", lambda: d.transform(y_hat.to(dev, dt), w))
-        cond = timed("dec: ViT + F_p guidance tokens", lambda: d.guidance_tokens(x_f.to(dev, dt), 1.0))
-        y0 = timed("dec: UNet one step (tiled)", lambda: tiling.tiled_apply(
-            lambda p: d.denoise(p[0].to(dev, dt), cond).float().cpu(), [y_t.float().cpu()], sd_tile, sd_overlap, 1,
-            y_t.shape[1]))
-        name = "dec: tiny VAE decode (tiled)" if draft else "dec: VAE decode (tiled)"
-        return timed(name, lambda: tiling.tiled_apply(
-            lambda p: d.decode_latent(p[0].to(dev, dt), draft=draft).cpu(), [y0], sd_tile, sd_overlap, 8, 3))
+def cold_start(engine: Path, path: Path, threads: int) -> dict[str, Any]:
+    """A fresh process decoding one file through Pillow, stage by stage, and `sodec decompress` of it."""
+    import subprocess
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(engine), "OMP_NUM_THREADS": str(threads)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", COLD_SCRIPT.format(path=str(path), threads=threads)], env=env,
+                         capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    wall = time.perf_counter() - t0
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["interpreter start + exit"] = wall - r.pop("inside")
+    r["wall (python -c ...)"] = wall
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import sys; from sodec_plugin.cli import main; sys.exit(main())",
+                        "decompress", str(path), "-o", str(Path(tmp) / "out.png")], env=env, check=True,
+                       capture_output=True, cwd=tmp)
+        r["sodec decompress (wall)"] = time.perf_counter() - t0
+    return r
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    import subprocess
+    import tempfile
+
+    engines = {name: Path(path).resolve() for name, path in
+               (part.split("=", 1) for part in (args.engines or f"this={ROOT}").split(","))}
+    threads = int(args.threads.split(",")[0]) if args.threads else 1
+    tmp = Path(tempfile.mkdtemp(prefix="sodec-bench-"))
+    kodak_file = Path(args.kodak) if args.kodak else next(
+        p for p in (Path(args.images) / "kodim05.png", ROOT / "examples" / "kodim23.png") if p.is_file())
+    if args.photo:
+        photo_file, photo_note = Path(args.photo), f"{args.photo} (given)"
+    else:
+        photo_file = tmp / "photo-12mp.png"
+        make_photo(PHOTO_SIZE).save(photo_file)
+        photo_note = (f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} made by Lanczos-upscaling a 2x2 mosaic of "
+                      "examples/kodim23.png (pass --photo for a real one)")
+    images = {"Kodak": kodak_file, "12 MP photo": photo_file}
+    print(f"# Where the time goes\n\nDevice: {device_line('cpu', str(threads))}")
+    print(f"Engines: {', '.join(f'{n} = {p}' for n, p in engines.items())}; quality {args.quality}; "
+          f"{args.repeat} timed runs after {args.warmup} warm-up per process, {args.rounds} rounds of fresh "
+          f"processes interleaved across engines (medians over rounds)")
+    print(f"Images: Kodak = {kodak_file}; 12 MP photo = {photo_note}")
+    omp = os.environ.get("OMP_WAIT_POLICY")
+    print(f"Command: {'OMP_WAIT_POLICY=' + omp + ' ' if omp else ''}python {' '.join(sys.argv)}\n")
+
+    from sodec_plugin import compress
+
+    coded = {}
+    for label, file in images.items():  # the files every engine decodes (the format is the same)
+        coded[label] = tmp / f"{file.stem}.sdc"
+        with Image.open(file) as im:
+            coded[label].write_bytes(compress(im.convert("RGB"), quality=args.quality))
+    cold: dict[str, list[dict[str, Any]]] = {n: [] for n in engines}
+    warm: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for name, path in engines.items():
+            cold[name].append(cold_start(path, coded["Kodak"], threads))
+        for label, file in images.items():
+            for op, source in (("encode", file), ("decode", coded[label])):
+                for name, path in engines.items():  # one fresh process each: its peak memory is the operation's
+                    cmd = [sys.executable, str(Path(__file__).resolve()), "--profile-worker", "--op", op,
+                           "--image", str(source), "--quality", str(args.quality), "--repeat", str(args.repeat),
+                           "--warmup", str(args.warmup), "--threads", str(threads)]
+                    env = {**os.environ, ENGINE_ENV: str(path), "OMP_NUM_THREADS": str(threads)}
+                    out = subprocess.run(cmd + (["--model", args.model] if args.model else []), env=env,
+                                         capture_output=True, text=True, check=True)
+                    warm.setdefault((label, op, name), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    names = list(engines)
+    print("## Cold start: a fresh process decodes one Kodak file (seconds)\n")
+    keys = [k for k in cold[names[0]][0] if k != "compressai imported"]
+    rows = [[k] + [median([r[k] for r in cold[n]]) for n in names] for k in keys]
+    rows.append(["imports compressai"] + [str(cold[n][0]["compressai imported"]) for n in names])
+    print(markdown_table(["stage"] + names, rows, digits={i + 1: 2 for i in range(len(names))}))
+    for label, file in images.items():
+        with Image.open(file) as im:
+            size = im.size
+        print(f"\n## {label} ({size[0]}x{size[1]}, {coded[label].stat().st_size} bytes at quality {args.quality}),"
+              " warm\n")
+        for op in ("encode", "decode"):
+            runs = {n: warm[(label, op, n)] for n in names}
+            stages = sorted({k for n in names for r in runs[n] for k in r["stages"]},
+                            key=lambda k: -median([r["stages"].get(k, 0.0) for r in runs[names[-1]]]))
+            rows = [[k] + [median([r["stages"].get(k, 0.0) for r in runs[n]]) for n in names] for k in stages]
+            rows.append([f"**{op} total (ms)**"] + [median([r["total_ms"] for r in runs[n]]) for n in names])
+            rows.append(["peak RSS of the process (MB)"] + [median([r["peak_mb"] for r in runs[n]]) for n in names])
+            rows.append(["peak above the loaded model (MB)"] + [median([r["extra_mb"] for r in runs[n]])
+                                                                for n in names])
+            print(markdown_table([f"{op} stage (ms, median)"] + names, rows))
+            print()
+            for net, first in runs[names[0]][0]["macs"].items():
+                need = first["needed"]
+                done = [runs[n][0]["macs"][net]["computed"] for n in names]
+                print(markdown_table(["network", "GMAC needed (untiled forward)"]
+                                     + [f"GMAC computed ({n})" for n in names] + [f"computed / needed ({n})"
+                                                                                   for n in names],
+                                     [[net, need] + done + [d / need for d in done]],
+                                     digits={i: 2 for i in range(1, 2 + 2 * len(names))}))
+                print()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cold": cold, "warm": {"|".join(k): v for k, v in warm.items()}},
+                                              indent=1))
+
+
+def make_photo(size: tuple[int, int]) -> Image.Image:
+    """The GPU check's generated 12 MP photo (benchmarks/gpu_check.py), so both speak of one image."""
+    from gpu_check import make_photo as generated
+
+    return generated(size)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,9 +581,27 @@ def main(argv: list[str] | None = None) -> None:
                                                                   "(tiling.tiled_apply; implies its tiling)")
     ap.add_argument("--avif-quality", type=int, default=None, help="default: matched to SODEC's bpp per size")
     ap.add_argument("--avif-speed", type=int, default=6, help="libavif encoder speed (Pillow's default 6)")
-    ap.add_argument("--profile", action="store_true", help="per-stage times instead of the end-to-end table")
+    ap.add_argument("--profile", action="store_true",
+                    help="where the time goes: a cold start, then warm encodes and decodes of --kodak and --photo "
+                         "split into stages, MACs and peak memory, each in fresh processes")
+    ap.add_argument("--kodak", default=None, help="--profile's Kodak image (default: kodim05 from --images, else "
+                                                   "examples/kodim23.png)")
+    ap.add_argument("--photo", default=None, help="--profile's large photo (default: a generated 12 MP one)")
+    ap.add_argument("--engines", default=None,
+                    help="--profile: NAME=PATH,... checkouts whose sodec_plugin to compare (default: this one)")
+    ap.add_argument("--rounds", type=int, default=3, help="--profile: rounds of fresh processes")
+    ap.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--image", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--op", default=None, choices=["encode", "decode"], help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw numbers here")
     args = ap.parse_args(argv)
+    if args.profile_worker:
+        args.threads_n = int(args.threads or 1)
+        profile_worker(args)
+        return
+    if args.profile:
+        run_profile(args)
+        return
 
     tiles_note = "sodec_plugin.tiling (engine)"
     if args.balanced_tiles or args.parallel_tiles > 1:
@@ -420,33 +628,16 @@ def main(argv: list[str] | None = None) -> None:
     omp = os.environ.get("OMP_WAIT_POLICY")
     print(f"Command: {'OMP_WAIT_POLICY=' + omp + ' ' if omp else ''}python {' '.join(sys.argv)}\n")
     t0 = time.perf_counter()
-    if args.profile:
-        for size in parse_sizes(args.sizes):
-            im = make_image(pool, size, args.first_image)
-            tile = int(args.tile.split(",")[0]) if args.tile else codec.DEFAULT_TILE
-            for v in variants:
-                torch.set_num_threads(v.threads)
-                for label, mode, draft in decode_paths(v.model, args.paths):
-                    stages = profile(v.model, im, args, mode, draft, tile)
-                    total = sum(ms for _, ms in stages)
-                    print(f"\n## {size[0]}x{size[1]}, {label}, {v.name}\n")
-                    print(markdown_table(["stage", "ms (median)", "% of sum"],
-                                         [[n, ms, 100 * ms / total] for n, ms in stages] + [["sum", total, 100.0]]))
-                    print()
-                    print(markdown_table(["network", "GMAC", "MAC per pixel", "ms", "GMAC/s", "3x3 conv GMAC/s",
-                                          "% of conv throughput"], mac_rows(v.model, im, stages, dev),
-                                         digits={1: 2, 2: 0, 3: 1, 4: 1, 5: 1, 6: 0}))
-    else:
-        rows: list[list[Any]] = []
-        records: list[dict[str, Any]] = []
-        for size in parse_sizes(args.sizes):
-            run_size(args, variants, pool, size, rows, records)
-        headers = ["size", "decode path", "tile (cells)", "variant", "bpp", "PSNR dB", "enc ms", "dec ms",
-                   "enc peak MB", "dec peak MB", "AVIF q", "AVIF bpp", "AVIF PSNR", "AVIF enc ms", "AVIF dec ms",
-                   "enc / AVIF", "dec / AVIF"]
-        print(markdown_table(headers, rows, digits={4: 3, 5: 2, 11: 3, 12: 2, 15: 2, 16: 1}))
-        if args.json:
-            Path(args.json).write_text(json.dumps({"device": device_line(dev), "rows": records}, indent=1))
+    rows: list[list[Any]] = []
+    records: list[dict[str, Any]] = []
+    for size in parse_sizes(args.sizes):
+        run_size(args, variants, pool, size, rows, records)
+    headers = ["size", "decode path", "tile (cells)", "variant", "bpp", "PSNR dB", "enc ms", "dec ms",
+               "enc peak MB", "dec peak MB", "AVIF q", "AVIF bpp", "AVIF PSNR", "AVIF enc ms", "AVIF dec ms",
+               "enc / AVIF", "dec / AVIF"]
+    print(markdown_table(headers, rows, digits={4: 3, 5: 2, 11: 3, 12: 2, 15: 2, 16: 1}))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": device_line(dev), "rows": records}, indent=1))
     print(f"\nWall time {time.perf_counter() - t0:.0f} s; load average at end {load_average()}")
 
 

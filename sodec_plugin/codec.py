@@ -1,7 +1,8 @@
 """compress / decompress: image <-> padded tensor <-> latents <-> .sdc container.
 
 Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents,
-never resized, and cropped back after decoding. Large images decode in overlapping tiles.
+never resized, and cropped back after decoding. The networks stream bands of rows (models/rows.py),
+so memory is bounded by the band however large the image; the diffusion path's UNet and VAE tile.
 """
 
 from __future__ import annotations

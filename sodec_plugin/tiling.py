@@ -1,9 +1,8 @@
-"""Tiled decoding of large images: memory bounded by the tile, no visible seams.
+"""Tiled decoding of the diffusion path (UNet and VAE) on large images: memory bounded by the tile,
+no visible seams.
 
-Tiles overlap and are blended with linear ramps. When the overlap covers the decoder's receptive
-field (the fidelity decoder needs about 3 latent cells; residual blocks widen it, but their far taps
-stay below rounding, which the tests check on the bundled default) the blend is of identical values
-and the result equals an untiled decode; for the diffusion UNet the ramps hide the seams.
+Tiles overlap and are blended with linear ramps that hide the seams. (The fidelity decoder does not
+tile: it streams bands of rows, models/rows.py, and computes the untiled image.)
 """
 
 from __future__ import annotations

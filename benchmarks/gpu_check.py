@@ -6,7 +6,7 @@
 Sections (each row is timed with CUDA synchronisation, median of a few runs after warm-up; peak
 memory is torch.cuda.max_memory_allocated reset per row on CUDA, peak RSS on the CPU):
 
-- codec: the bundled default model (sodec-lite-11) through the public engine
+- codec: the bundled default model through the public engine
   (`sodec_plugin.load_model` / `compress` / `decompress`) on a Kodak image and a 12 MP photo, fp32
   and bf16. The default photo is made here (a 2x2 mosaic of examples/kodim23.png, Lanczos-upscaled to
   4240x2827); pass `--photo` for a real one.

@@ -6,7 +6,7 @@ machine has torch, numpy 2, Pillow, huggingface_hub, safetensors, accelerate and
 not compressai, diffusers or pytorch-msssim, and reaches no package index. So prepare here, run
 there, evaluate here:
 
-    python benchmarks/gpu_session.py prepare --hr /work/data/hr-train
+    python benchmarks/gpu_session.py prepare --hr DATA/hr-train
         # wheels of the missing packages in .whl/, the photos packed into what is left of the upload
     device run: command "python3 benchmarks/gpu_session.py run", carry [".whl", "runs/gpu-data"], timeout_s 600
         # --check-s (default 240) for benchmarks/gpu_check.py, then `sodec train` until --total-s (540)
@@ -35,6 +35,9 @@ sys.path.insert(0, str(ROOT))
 UPLOAD_LIMIT = 64 * 2**20
 WHEELS = Path(".whl")  # relative to the repository root, on both machines
 DATA = Path("runs/gpu-data")
+# The package ships the default model alone: the GPU run starts from it.
+BUNDLED = next((str(p.relative_to(ROOT)) for p in sorted((ROOT / "sodec_plugin" / "weights").iterdir())
+                if (p / "config.json").is_file()), "")
 TRAINING_FOLDER = ROOT.parent / "shared" / "data" / "train"  # docs/data.md: the data set "train"
 # What the device image lacks, at the versions this environment runs (KINDS.md lists its packages).
 MISSING_THERE = ("compressai", "diffusers", "pytorch-msssim")
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="there: the GPU check, training, weights into $OUT")
     r.add_argument("--device", default="cuda")
     r.add_argument("--config", default="sodec-lite-13", help="the candidate to train (its recipe from releases.py)")
-    r.add_argument("--init-from", default="sodec_plugin/weights/sodec-lite-11", help="'' to start from scratch")
+    r.add_argument("--init-from", default=BUNDLED, help="'' to start from scratch (default: the bundled default model)")
     r.add_argument("--recipe", default=None, help="another recipe than the config's")
     r.add_argument("--data", type=Path, default=DATA)
     r.add_argument("--check-s", type=float, default=240.0, help="time budget of gpu_check.py")

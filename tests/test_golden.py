@@ -44,6 +44,7 @@ DECODER_PATHS: dict[str, frozenset[str]] = {
     "sodec-lite-9": frozenset({"checkerboard", "latent blocks"}),
     "sodec-lite-10": frozenset({"checkerboard", "latent blocks"}),
     "sodec-lite-11": frozenset({"checkerboard", "latent blocks", "1/8 blocks", "hyper gain"}),
+    "sodec-lite-12": frozenset({"checkerboard", "latent blocks", "1/8 blocks", "hyper gain"}),
 }
 
 

@@ -158,3 +158,15 @@ def test_decompress_keeps_xmp_and_flattens_alpha_for_jpeg(tiny_fidelity, tmp_pat
 def test_info_without_sdc_files_fails(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 1
     assert "no input files" in capsys.readouterr().err
+
+
+def test_the_cli_starts_without_the_evaluation_report():
+    """`sodec decompress` of one file pays for what decoding needs: the eval package's defaults are read
+    at startup, but report.py (scipy, matplotlib) loads only when an evaluation runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sodec_plugin.cli; "
+            "print(sorted(m for m in ('scipy', 'matplotlib', 'sodec_plugin.eval.report') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

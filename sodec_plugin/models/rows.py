@@ -51,6 +51,16 @@ class Pointwise:
         return self.fn(x) if x.shape[2] else x
 
 
+def _window_rows(pending: torch.Tensor | None, x: torch.Tensor, last: bool, *, pad: int) -> torch.Tensor:
+    """The rows a streamed layer runs on: those kept from the band before (or `pad` zero rows above the
+    image), the band `x`, and `pad` zero rows below the image after the last band."""
+    _, c, _, w = x.shape
+    parts = [pending if pending is not None else _rows(x, c, pad, w), x]
+    if last:
+        parts.append(_rows(x, c, pad, w))
+    return _cat_rows(parts)
+
+
 class RowWindow:
     """A layer whose output rows each read a window of 3 input rows: centred (a 3x3 convolution) or,
     upsampling 2x, input rows i - 1 ... i + 1 for output rows 2i and 2i + 1 (the decoder's 5x5
@@ -65,11 +75,8 @@ class RowWindow:
         self.pending: torch.Tensor | None = None  # the last 2 input rows seen (a zero row above the image)
 
     def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        _, c, _, w = x.shape
-        parts = [self.pending if self.pending is not None else _rows(x, c, 1, w), x]
-        if last:
-            parts.append(_rows(x, c, 1, w))
-        buf = _cat_rows(parts)
+        w = x.shape[3]
+        buf = _window_rows(self.pending, x, last, pad=1)
         if buf.shape[2] < 3:
             self.pending = buf
             return _rows(x, self.out_channels, 0, w * self.scale)
@@ -107,11 +114,8 @@ class RowDownsampling:
         self.pending: torch.Tensor | None = None  # input rows from the next output's window on
 
     def push(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        _, c, _, w = x.shape
-        parts = [self.pending if self.pending is not None else _rows(x, c, 2, w), x]
-        if last:
-            parts.append(_rows(x, c, 2, w))
-        buf = _cat_rows(parts)
+        w = x.shape[3]
+        buf = _window_rows(self.pending, x, last, pad=2)
         complete = (buf.shape[2] - 3) // 2  # outputs 1 ... complete of the run have their window in buf
         if complete < 1:
             self.pending = buf

@@ -390,6 +390,7 @@ def plot_rd(result: dict[str, Any], path: str | Path) -> None:
     one line per codec (Agg canvas: no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     labels = dict(BD_METRICS, ms_ssim_db="MS-SSIM (dB) = -10 log10(1 - MS-SSIM)")
     keys = [k for k in BD_METRICS if result["summary"] and all(k in s for s in result["summary"])]
@@ -409,6 +410,9 @@ def plot_rd(result: dict[str, Any], path: str | Path) -> None:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=codec,
                     linewidth=2.4 if main else 1.4, zorder=3 if main else 2)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("bits per pixel (real file size, log scale)")
         ax.set_ylabel(labels[key])
         ax.grid(True, which="both", alpha=0.3)

@@ -8,7 +8,6 @@ Every codec codes the same colour pixels: an image with alpha keeps its alpha pl
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -24,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .. import container
 from ..container import Chunk, FormatError
 from ..eval.baselines import CODECS, available_codecs, bpp_of, match_rate
-from ..eval.cache import EvalCache
+from ..eval.cache import EvalCache, digest
 from ..eval.scores import WHOLE_IMAGE_METRICS, Scorer
 from ..metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
 from ..rates import check_effort, check_quality, position_to_quality
@@ -249,7 +248,7 @@ class Comparer:
     def _cache_for(self, ref: np.ndarray) -> dict:
         if ref.shape[0] * ref.shape[1] > CACHE_MAX_PIXELS:
             return {}
-        key = hashlib.sha256(repr(ref.shape).encode() + ref.tobytes()).hexdigest()
+        key = digest(ref)
         if key != self._rate_key:
             self._rate_key, self._rate_cache = key, {}
         return self._rate_cache

@@ -235,29 +235,45 @@ def _eval(args: argparse.Namespace) -> int:
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
              baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort,
              metrics=args.metrics, crop=args.crop or None,
-             cache=None if args.cache == "none" else args.cache)
+             cache=None if args.cache == "none" else args.cache, guidance=args.guidance)
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .eval.report import BD_METRICS, compare_results, load_results, release_verdict
+    from .eval.report import (
+        BD_METRICS,
+        compare_results,
+        curve_at,
+        curve_guidance,
+        curve_names,
+        load_results,
+        model_curve,
+        release_verdict,
+    )
 
-    def one_set(old_path: str, new_path: str) -> list[dict]:
-        old, new = load_results(old_path), load_results(new_path)
-        bd = compare_results(old, new)
-        print(f"{new['codec_name']} against {old['codec_name']} on {bd[0]['images_compared']} images of "
+    def one_set(old: dict, new: dict, curve: str) -> list[dict]:
+        bd = compare_results(old, new, old_curve=args.old_curve, new_curve=curve)
+        print(f"{curve} against {model_curve(old, args.old_curve)} on {bd[0]['images_compared']} images of "
               f"{new['folder']}")
         for row in bd:
             print(f"  {BD_METRICS[row['metric']]}: BD-rate {row['bd_rate_pct']:+.2f}% (averaged curves), "
                   f"{row['bd_rate_pct_per_image']:+.2f}% (per-image mean)")
         return bd
 
-    main = one_set(args.old, args.new)
-    guard = one_set(*args.guard) if args.guard else None
-    why = release_verdict(main, guard)
-    scope = "release rule" if guard is not None else "release rule on the high-resolution set alone (add --guard)"
-    print(f"{scope}: " + ("passes" if not why else "fails: " + "; ".join(why)))
-    return 0 if not why else 1
+    old, new = load_results(args.old), load_results(args.new)
+    guard = (load_results(args.guard[0]), load_results(args.guard[1])) if args.guard else None
+    curves = [model_curve(new, args.curve)] if args.curve else curve_names(new)
+    failed = False
+    for curve in curves:
+        main = one_set(old, new, curve)
+        # the guard's curve of the candidate is the one decoded at the same guidance
+        guarded = one_set(guard[0], guard[1], curve_at(guard[1], curve_guidance(new, curve))) if guard else None
+        why = release_verdict(main, guarded)
+        scope = "release rule" if guard is not None else "release rule on the high-resolution set alone (add --guard)"
+        print(f"{curve + ': ' if len(curves) > 1 else ''}{scope}: " + ("passes" if not why else "fails: " +
+                                                                         "; ".join(why)))
+        failed = failed or bool(why)
+    return 1 if failed else 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -351,12 +367,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the perceptual metrics score the centre CROP x CROP px of larger images (0: whole image)")
     e.add_argument("--cache", default=str(default_eval_cache()),
                    help="SQLite file of baseline encodes and scores, shared by evaluations ('none': no cache)")
+    e.add_argument("--guidance", type=float, nargs="+", default=None, metavar="G",
+                   help="fidelity guidance values (higher stays closer to the original), one curve each, named "
+                        "'MODEL g=G'; every image is encoded once per quality and decoded at each value. Default: "
+                        "the model's own guidance, one curve named MODEL. Several values need a model that reads "
+                        "the guidance")
     e.set_defaults(func=_eval)
-    k = sub.add_parser("compare", help="BD-rate of one model's eval against another's (the release rule)")
+    k = sub.add_parser("compare", help="BD-rate of one model's eval against another's (the release rule)",
+                       description="BD-rate of the candidate's curves against the current default's, judged by "
+                                   "the release rule. An eval made at several --guidance values holds one curve per "
+                                   "value ('MODEL g=G'): each curve of NEW is compared and judged on its own (the "
+                                   "guard's curve of NEW is the one at the same guidance), and the exit status is 0 "
+                                   "only when every one passes; --curve judges one. OLD's curve is its only one, or "
+                                   "the one at its model's default guidance.")
     k.add_argument("old", help="eval folder (or results.json) of the current default, high-resolution set")
     k.add_argument("new", help="eval folder (or results.json) of the candidate, high-resolution set")
     k.add_argument("--guard", nargs=2, metavar=("OLD", "NEW"),
                    help="the two models' evals on Kodak, the regression guard of the release rule")
+    k.add_argument("--curve", default=None, metavar="NAME",
+                   help="judge only this curve of NEW (e.g. 'sodec-lite-13@1a2b3c4d g=0.5')")
+    k.add_argument("--old-curve", default=None, metavar="NAME",
+                   help="OLD's curve, where OLD holds several and none is at its model's default guidance")
     k.set_defaults(func=_compare)
     t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
     t.add_argument("--config", required=True,

@@ -299,6 +299,12 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
     return out
 
 
+def guidance_is_read(m: SODECModel, mode: str = "auto") -> bool:
+    """Whether a decode with `mode` reads the guidance: the diffusion path does, and a fidelity decoder
+    conditioned on it (m.reads_guidance: whether any path of the model does)."""
+    return m.fidelity_decoder.reads_guidance or (m.has_diffusion and mode != "fidelity")
+
+
 def to_bytes(rows: torch.Tensor, out: np.ndarray) -> None:
     """Rows (1, 3, r, W') in [0, 1] (or beyond: clamped) to 8-bit pixels in `out` (r', W, 3), cropped
     to out's size."""

@@ -4,6 +4,10 @@ The codec under test is any callable `(PIL.Image, quality) -> (data, decoded PIL
 module does not depend on the SODEC engine. Baselines are rate-matched per image to each tested point (the codec's
 real bpp on that image is the target), so both curves span the same rates and the BD figures use a common range.
 
+One encode can make several curves: a model that reads the fidelity guidance is decoded at each guidance
+value asked for from the same bytes, and each value is a curve of its own (`curves`, named by the caller); the
+baselines are rate-matched once per rate point, for all of them.
+
 Averages are plain means over images of per-image values (bpp, PSNR, MS-SSIM, CVVDP, SSIMULACRA2, seconds); the
 MS-SSIM dB figure is -10*log10(1 - mean MS-SSIM), as in CompressAI's plots. What each metric scored (implementation,
 display model, region) is in the result's "scoring" entry and the markdown summary.
@@ -32,6 +36,8 @@ from .cache import EvalCache
 from .scores import DEFAULT_CROP, DEFAULT_METRICS, Scorer
 
 CodecFn = Callable[[Image.Image, float], tuple[bytes, Image.Image, float, float]]
+# A codec whose one encode is decoded several ways: (image, quality) -> (data, enc_s, {curve: (decoded, dec_s)}).
+CurvesFn = Callable[[Image.Image, float], tuple[bytes, float, dict[str, tuple[Image.Image, float]]]]
 
 ROW_FIELDS = ["image", "width", "height", "codec", "point", "quality", "target_bpp", "bytes", "bpp", "psnr", "ms_ssim",
               "ms_ssim_db", "enc_s", "dec_s"]
@@ -121,7 +127,7 @@ def ladder_violations(rows: Sequence[dict[str, Any]], codec_name: str) -> list[d
             for lo in rs[:i]:
                 for key in ("psnr", "ms_ssim"):
                     if math.isfinite(lo[key]) and math.isfinite(hi[key]) and hi[key] < lo[key]:
-                        out.append({"image": image, "metric": key, "quality_low": lo["quality"],
+                        out.append({"codec": codec_name, "image": image, "metric": key, "quality_low": lo["quality"],
                                     "quality_high": hi["quality"], "value_low": lo[key], "value_high": hi[key],
                                     "bpp_low": lo["bpp"], "bpp_high": hi["bpp"]})
     return out
@@ -182,14 +188,65 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def curve_names(result: dict[str, Any]) -> list[str]:
+    """The curves an evaluation made of its own codec: one, named codec_name, unless it was decoded at
+    several guidance values (then one per value)."""
+    return list(result.get("curves") or [result["codec_name"]])
+
+
+def curve_guidance(result: dict[str, Any], curve: str) -> float | None:
+    """The fidelity guidance `curve` was decoded at; None where the model does not read it."""
+    return result.get("guidance", {}).get(curve)
+
+
+def _curve_list(result: dict[str, Any]) -> str:
+    return ", ".join(repr(n) for n in curve_names(result))
+
+
+def model_curve(result: dict[str, Any], name: str | None = None) -> str:
+    """The curve that stands for the evaluated model as users get it: `name`, else the only curve, else
+    the one decoded at the model's default guidance."""
+    names = curve_names(result)
+    if name is not None:
+        if name not in names:
+            raise ValueError(f"the evaluation of {result['codec_name']} has no curve {name!r} (its curves: "
+                             f"{_curve_list(result)})")
+        return name
+    if len(names) == 1:
+        return names[0]
+    default = result.get("default_guidance")
+    at_default = [n for n in names if default is not None and curve_guidance(result, n) == default]
+    if len(at_default) != 1:
+        raise ValueError(f"the evaluation of {result['codec_name']} holds {len(names)} curves ({_curve_list(result)}) "
+                         "and none at its model's default guidance: name the one to compare")
+    return at_default[0]
+
+
+def curve_at(result: dict[str, Any], guidance: float | None) -> str:
+    """The curve of `result` decoded at `guidance` (None: a curve of a model that does not read it): the
+    curve of the guard set that goes with a curve of the main set. A result that records no guidance
+    (older ones) stands for its model as users get it."""
+    if "guidance" not in result:
+        guidance = None
+    found = [n for n in curve_names(result) if curve_guidance(result, n) == guidance]
+    if len(found) != 1:
+        at = "without a guidance" if guidance is None else f"at guidance {guidance:g}"
+        raise ValueError(f"the evaluation of {result['codec_name']} has no curve {at} (its curves: "
+                         f"{_curve_list(result)})")
+    return found[0]
+
+
 def _none_to_nan(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: (math.nan if v is None else v) for k, v in r.items()} for r in rows]
 
 
-def compare_results(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """BD-rate of the new model's curve against the old one's, on the images both evaluated: averaged
-    curves and the per-image mean, on every metric both scored. Each result's own codec is its codec_name."""
-    a, b = old["codec_name"], new["codec_name"]
+def compare_results(old: dict[str, Any], new: dict[str, Any], *, old_curve: str | None = None,
+                    new_curve: str | None = None) -> list[dict[str, Any]]:
+    """BD-rate of a curve of the new evaluation against the old model's curve, on the images both
+    evaluated: averaged curves and the per-image mean, on every metric both scored. The curves are
+    model_curve's of each result unless named (an evaluation at several guidance values holds one
+    curve per value)."""
+    a, b = model_curve(old, old_curve), model_curve(new, new_curve)
     if a == b:
         raise ValueError(f"both results are of {a}: nothing to compare")
     shared = sorted(set(old["images"]) & set(new["images"]))
@@ -235,20 +292,38 @@ def release_verdict(main: Sequence[dict[str, Any]], guard: Sequence[dict[str, An
     return why
 
 
-def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
+def evaluate(folder: str | Path, codec_fn: CodecFn | CurvesFn, qualities: Sequence[float],
              baselines: Sequence[str] = DEFAULT_BASELINES, out_dir: str | Path | None = None, progress: bool = True,
              *, codec_name: str = "sodec", limit: int | None = None, device: str = "cpu",
              jobs: int = 1, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
-             cache: str | Path | None = None) -> dict[str, Any]:
+             cache: str | Path | None = None, curves: Sequence[str] | None = None,
+             guidance: dict[str, float] | None = None, default_guidance: float | None = None) -> dict[str, Any]:
     """Evaluate `codec_fn` at each quality on every image of `folder` and rate-match the baselines to it;
     `jobs` images at once (codec_fn must then be thread-safe, as the SODEC engine is). Every point is scored
     with `metrics` (PSNR and MS-SSIM always; the perceptual ones on the centre `crop`, see scores.py), through
     the evaluation cache file `cache` (baseline encodes and scores; None: nothing kept on disk).
 
+    With `curves` (names), codec_fn is a CurvesFn: each encode is decoded once per curve, and the baselines
+    are matched to the encode's size, the same for every curve. `guidance` (curve -> the fidelity guidance
+    it was decoded at) and the model's `default_guidance` are recorded in the result.
+
     Returns {"rows", "summary", "bdrate", "scoring", "perceptual_status", "skipped", "files", ...}; with `out_dir`
     also writes per_image.csv, summary.csv, bdrate.csv, summary.md, results.json and rd.png there.
     """
     from ..metrics import metric_unavailable
+
+    names = list(dict.fromkeys(curves)) if curves else [codec_name]
+    if curves is not None and len(names) != len(curves):
+        raise ValueError(f"curve names must differ, got {list(curves)}")
+
+    def run_codec(img: Image.Image, q: float) -> tuple[bytes, float, dict[str, tuple[Image.Image, float]]]:
+        if curves:
+            data, enc_s, decodes = codec_fn(img, q)
+            if list(decodes) != names:
+                raise RuntimeError(f"{codec_name} decoded the curves {list(decodes)}, expected {names}")
+            return data, enc_s, decodes
+        data, decoded, enc_s, dec_s = codec_fn(img, q)
+        return data, enc_s, {codec_name: (decoded, dec_s)}
 
     missing = {m: r for m in metrics if (r := metric_unavailable(m))}
     if missing:
@@ -268,7 +343,7 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         if reason:
             skipped[b] = reason
             _log(progress, f"baseline {b} skipped: {reason}")
-        elif b not in used and b != codec_name:
+        elif b not in used and b != codec_name and b not in names:
             used.append(b)
     perceptual = perceptual_metrics(device)
     status = perceptual_status()
@@ -282,19 +357,20 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         base_row = {"image": path.name, "width": img.width, "height": img.height}
         targets: dict[float, float] = {}
         for q in qualities:
-            data, decoded, enc_s, dec_s = codec_fn(img, q)
-            dec = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
-            if dec.shape != ref.shape:
-                raise RuntimeError(f"{codec_name} decoded {path.name} at quality {q} to {dec.shape}, expected "
-                                   f"{ref.shape}")
+            data, enc_s, decodes = run_codec(img, q)
             bpp = bpp_of(len(data), img)
             targets[q] = bpp
-            rows.append({**base_row, "codec": codec_name, "point": q, "quality": q, "target_bpp": math.nan,
-                         "bytes": len(data), "bpp": bpp, **_measure(ref, dec, scorer, perceptual),
-                         "enc_s": float(enc_s),
-                         "dec_s": float(dec_s)})
-            _log(progress, f"[{i}/{len(images)}] {path.name} {codec_name} q={q:g}: {bpp:.4f} bpp, "
-                           f"{rows[-1]['psnr']:.2f} dB")
+            for name, (decoded, dec_s) in decodes.items():
+                dec = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
+                if dec.shape != ref.shape:
+                    raise RuntimeError(f"{name} decoded {path.name} at quality {q} to {dec.shape}, expected "
+                                       f"{ref.shape}")
+                rows.append({**base_row, "codec": name, "point": q, "quality": q, "target_bpp": math.nan,
+                             "bytes": len(data), "bpp": bpp, **_measure(ref, dec, scorer, perceptual),
+                             "enc_s": float(enc_s),
+                             "dec_s": float(dec_s)})
+                _log(progress, f"[{i}/{len(images)}] {path.name} {name} q={q:g}: {bpp:.4f} bpp, "
+                               f"{rows[-1]['psnr']:.2f} dB")
         for b in used:
             cache: dict[tuple[str, float], RateMatch] = {}
             measured: dict[float, dict[str, float]] = {}
@@ -335,10 +411,16 @@ def evaluate(folder: str | Path, codec_fn: CodecFn, qualities: Sequence[float],
         "perceptual_status": status,
         "rows": rows,
         "summary": summary,
-        "bdrate": bd_table(summary, codec_name, used, rows),
-        "ladder_violations": ladder_violations(rows, codec_name),
+        "bdrate": [row for name in names for row in bd_table(summary, name, used, rows)],
+        "ladder_violations": [v for name in names for v in ladder_violations(rows, name)],
         "files": {},
     }
+    # Absent for one curve of a model that does not read the guidance: such results read as they always did.
+    if names != [codec_name]:
+        result["curves"] = names
+    if guidance:
+        result["guidance"] = dict(guidance)
+        result["default_guidance"] = default_guidance
     if out_dir is not None:
         result["files"] = write_outputs(result, out_dir)
         _log(progress, f"wrote {', '.join(result['files'].values())}")
@@ -400,13 +482,14 @@ def plot_rd(result: dict[str, Any], path: str | Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     codecs = list(dict.fromkeys(s["codec"] for s in result["summary"]))
+    own = set(curve_names(result))
     for ax, key in zip(axes, keys, strict=False):
         for codec in codecs:
             pts = sorted((s["bpp"], s[key]) for s in result["summary"] if s["codec"] == codec
                          and math.isfinite(s["bpp"]) and math.isfinite(s[key]))
             if not pts:
                 continue
-            main = codec == result.get("codec_name")
+            main = codec in own
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=codec,
                     linewidth=2.4 if main else 1.4, zorder=3 if main else 2)
         ax.set_xscale("log")
@@ -435,6 +518,23 @@ def _fmt(x: Any, digits: int) -> str:
     return str(x)
 
 
+def _ladder_lines(curve: str, violations: Sequence[dict[str, Any]]) -> list[str]:
+    """The quality-ladder section of one curve."""
+    lines = ["", f"## Quality ladder of {curve}", ""]
+    if not violations:
+        return [*lines, "Monotone on every image: a higher quality never gave a lower PSNR or MS-SSIM."]
+    lines += [f"{len(violations)} violations: a higher quality gave a lower value on that image.", "",
+              "| image | metric | quality | value | bpp | higher quality | value | bpp |",
+              "|---|---|---|---|---|---|---|---|"]
+    digits = {"psnr": 2, "ms_ssim": 4}
+    for v in violations:
+        d = digits[v["metric"]]
+        lines.append(f"| {v['image']} | {v['metric']} | {_fmt(v['quality_low'], 2)} "
+                     f"| {_fmt(v['value_low'], d)} | {_fmt(v['bpp_low'], 4)} | {_fmt(v['quality_high'], 2)} "
+                     f"| {_fmt(v['value_high'], d)} | {_fmt(v['bpp_high'], 4)} |")
+    return lines
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     """The averaged RD table, the BD table and the perceptual-metric status as markdown."""
     extra = list(result.get("perceptual_metrics", []))
@@ -445,6 +545,16 @@ def format_markdown(result: dict[str, Any]) -> str:
                  "MS-SSIM (dB) = -10*log10(1 - mean MS-SSIM). MS-SSIM is n/a for images under 161 px on a side, "
                  "CVVDP and SSIMULACRA2 under 8 px.")
     lines.append("")
+    names = curve_names(result) if "codec_name" in result else [name]
+    guidance = result.get("guidance")
+    if guidance:
+        default = result.get("default_guidance")
+        lines.append("Fidelity guidance, higher staying closer to the original"
+                     + (f" (the model's default: {default:g})" if default is not None else "") + ": "
+                     + "; ".join(f"{c} at {g:g}" for c, g in guidance.items()) + "."
+                     + (" Each image is encoded once per point and decoded at every value: the curves share their "
+                        "files, and the baselines are matched to them once." if len(names) > 1 else ""))
+        lines.append("")
     head = ["codec", "point", "images", "bpp", "PSNR (dB)", "MS-SSIM", "MS-SSIM (dB)", "enc s", "dec s",
             *(METRICS[k].label if k in METRICS else k for k in extra)]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -453,34 +563,26 @@ def format_markdown(result: dict[str, Any]) -> str:
                  _fmt(s["ms_ssim"], 4), _fmt(s["ms_ssim_db"], 2), _fmt(s["enc_s"], 3), _fmt(s["dec_s"], 3),
                  *(_fmt(s[k], 4) for k in extra)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"## BD-rate of {name} against each baseline", "",
-              "Negative BD-rate: fewer bits than the baseline for the same quality. BD-quality: mean quality gain "
-              "at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard on the curves averaged over images "
-              "(CompressAI's convention), over the shared range; n/a when the curves do not overlap.", ""]
-    lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) | BD-rate per image, mean (%) |",
-              "|---|---|---|---|---|---|"]
-    for b in result["bdrate"]:
-        rng = f"{_fmt(b['range_low'], 2)} to {_fmt(b['range_high'], 2)}" if b["range_high"] > b["range_low"] \
-            else "none"
-        per_image = b.get("bd_rate_pct_per_image", math.nan)
-        lines.append(f"| {b['baseline']} | {BD_METRICS.get(b['metric'], b['metric'])} | {_fmt(b['bd_rate_pct'], 2)} "
-                     f"| {_fmt(b['bd_quality'], 3)} | {rng} | {_fmt(per_image, 2)} ({b.get('images_compared', 0)} "
-                     "images) |")
-    violations = result.get("ladder_violations")
-    if violations is not None:
-        lines += ["", f"## Quality ladder of {name}", ""]
-        if not violations:
-            lines.append("Monotone on every image: a higher quality never gave a lower PSNR or MS-SSIM.")
-        else:
-            lines += [f"{len(violations)} violations: a higher quality gave a lower value on that image.", "",
-                      "| image | metric | quality | value | bpp | higher quality | value | bpp |",
-                      "|---|---|---|---|---|---|---|---|"]
-            digits = {"psnr": 2, "ms_ssim": 4}
-            for v in violations:
-                d = digits[v["metric"]]
-                lines.append(f"| {v['image']} | {v['metric']} | {_fmt(v['quality_low'], 2)} "
-                             f"| {_fmt(v['value_low'], d)} | {_fmt(v['bpp_low'], 4)} | {_fmt(v['quality_high'], 2)} "
-                             f"| {_fmt(v['value_high'], d)} | {_fmt(v['bpp_high'], 4)} |")
+    for k, curve in enumerate(names):
+        lines += ["", f"## BD-rate of {curve} against each baseline", ""]
+        if k == 0:
+            lines += ["Negative BD-rate: fewer bits than the baseline for the same quality. BD-quality: mean quality "
+                      "gain at equal rate (dB). Piecewise-cubic (PCHIP) Bjontegaard on the curves averaged over images "
+                      "(CompressAI's convention), over the shared range; n/a when the curves do not overlap.", ""]
+        lines += ["| baseline | metric | BD-rate (%) | BD-quality (dB) | shared range (dB) | BD-rate per image, mean "
+                  "(%) |", "|---|---|---|---|---|---|"]
+        for b in result["bdrate"]:
+            if b.get("codec", curve) != curve:
+                continue
+            rng = f"{_fmt(b['range_low'], 2)} to {_fmt(b['range_high'], 2)}" if b["range_high"] > b["range_low"] \
+                else "none"
+            per_image = b.get("bd_rate_pct_per_image", math.nan)
+            lines.append(f"| {b['baseline']} | {BD_METRICS.get(b['metric'], b['metric'])} "
+                         f"| {_fmt(b['bd_rate_pct'], 2)} | {_fmt(b['bd_quality'], 3)} | {rng} | {_fmt(per_image, 2)} "
+                         f"({b.get('images_compared', 0)} images) |")
+    if result.get("ladder_violations") is not None:
+        for curve in names:
+            lines += _ladder_lines(curve, [v for v in result["ladder_violations"] if v.get("codec", curve) == curve])
     if result.get("skipped"):
         lines += ["", "Skipped baselines:", ""]
         lines += [f"- {k}: {v}" for k, v in result["skipped"].items()]

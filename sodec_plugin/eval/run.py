@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,30 +24,65 @@ def default_qualities(max_position: int, count: int = 8) -> list[float]:
     return sorted({round(1 + 99 * p / max_position, 4) for p in range(0, max_position + 1, step)})
 
 
+def curve_label(name: str, guidance: float) -> str:
+    """The name of the curve of model `name` decoded at `guidance`, e.g. "sodec-lite-13@1a2b3c4d g=0.5"."""
+    return f"{name} g={guidance:g}"
+
+
+def guidance_curves(m: Any, name: str, guidance: Sequence[float] | None, mode: str) -> dict[str, float | None]:
+    """Curve name -> the guidance it decodes at (None: the model's default). No values: one curve, `name`,
+    as before guidance could be chosen. Several values for a model that does not read the guidance are
+    refused: they would give one curve several times."""
+    from ..codec import guidance_is_read, resolve_guidance
+
+    values = list(dict.fromkeys(resolve_guidance(m, g) for g in guidance or ()))
+    if not values:
+        return {name: None}
+    if not guidance_is_read(m, mode):
+        why = f"{m.identity} does not read the fidelity guidance" + (" on the fidelity path" if m.has_diffusion else "")
+        if len(values) > 1:
+            raise ValueError(f"{why}: --guidance {' '.join(f'{g:g}' for g in values)} would give the same curve "
+                             f"{len(values)} times")
+        print(f"note: {why}; --guidance {values[0]:g} changes nothing", file=sys.stderr)
+        return {name: None}
+    return {curve_label(name, g): g for g in values}
+
+
 def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float] | None = None,
              out_dir: str | Path | None = "eval-out", device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
              mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1,
              effort: int = 0, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
-             cache: str | Path | None = None) -> dict[str, Any]:
+             cache: str | Path | None = None, guidance: Sequence[float] | None = None) -> dict[str, Any]:
     """Real .sdc bytes for every image and quality (encoded at `effort`), decoded, scored (`metrics`,
-    the perceptual ones on the centre `crop`) and compared; `cache` keeps baseline encodes and scores."""
+    the perceptual ones on the centre `crop`) and compared; `cache` keeps baseline encodes and scores.
+    `guidance`: fidelity guidance values, one curve each (guidance_curves), all decoded from one encode
+    per image and quality; none: the model's default."""
     from .. import codec
     from ..engine import get_model
 
     m = get_model(model, device=device)
     qualities = list(qualities) if qualities else default_qualities(m.cfg.max_rate_position, m.cfg.num_rates)
+    name = m.identity + (f"+effort{effort}" if effort else "")
+    curves = guidance_curves(m, name, guidance, mode)
 
-    def codec_fn(image: Image.Image, quality: float) -> tuple[bytes, Image.Image, float, float]:
+    def codec_fn(image: Image.Image, quality: float) -> tuple[bytes, float, dict[str, tuple[Image.Image, float]]]:
         t0 = time.perf_counter()
         data = codec.compress(image, model=m, quality=quality, effort=effort)
-        t1 = time.perf_counter()
-        out = codec.decompress(data, model=m, mode=mode)
-        return data, out, t1 - t0, time.perf_counter() - t1
+        enc_s = time.perf_counter() - t0
+        decodes = {}
+        for curve, g in curves.items():
+            t1 = time.perf_counter()
+            out = codec.decompress(data, model=m, mode=mode, guidance=g)
+            decodes[curve] = (out, time.perf_counter() - t1)
+        return data, enc_s, decodes
 
     codec_fn(Image.new("RGB", (64, 64)), qualities[0])  # warm-up: first-call costs are not the codec's
+    read = codec.guidance_is_read(m, mode)
     result = evaluate(folder, codec_fn, qualities, baselines=tuple(baselines), out_dir=out_dir, progress=progress,
-                      codec_name=m.identity + (f"+effort{effort}" if effort else ""), limit=limit, jobs=jobs,
-                      metrics=metrics, crop=crop, cache=cache)
+                      codec_name=name, limit=limit, jobs=jobs, metrics=metrics, crop=crop, cache=cache,
+                      curves=list(curves),
+                      guidance={c: codec.resolve_guidance(m, g) for c, g in curves.items()} if read else None,
+                      default_guidance=m.cfg.default_guidance if read else None)
     if progress:
         print(format_markdown(result))
     return result

@@ -43,9 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("sodec.demo")
 
 # The decode paths a page offers (the engine's "auto" is what the page uses for models without a choice), and the
-# guidance slider's range: as SODECDecode's in ComfyUI.
+# guidance slider's range: the diffusion path's as SODECDecode's in ComfyUI; a guided fidelity decoder's from its
+# best-looking picture (0) to its closest to the original (1).
 DECODE_PATHS = tuple(m for m in DECODE_MODES if m != "auto")
 GUIDANCE_RANGE = (0.0, 10.0, 0.05)
+FIDELITY_GUIDANCE_RANGE = (0.0, 1.0, 0.05)
 # Gradio's cache of pictures sent to browsers: swept every 10 minutes of files older than an hour.
 DELETE_CACHE = (600, 3600)
 SYSTEM_FONTS = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
@@ -110,7 +112,8 @@ class Page:
         return run
 
     def model_controls(self, model: str | None) -> tuple[Any, Any, str]:
-        """Show the decode path and guidance only for a model that reads them (one with a diffusion path)."""
+        """Show the decode path only for a model that has a choice (a diffusion path), and the guidance only
+        for one that reads it, over its range, at the model's default."""
         gr = _gradio()
         from .comparison import load_model
 
@@ -118,9 +121,17 @@ class Page:
             m = load_model(model or self.model, self.comparer.device)
         except Exception as e:  # noqa: BLE001 - a model that cannot load is said on the page
             return gr.update(visible=False), gr.update(visible=False), f"**Model not loaded:** {e}"
-        reads = bool(m.has_diffusion)
-        what = "diffusion and fidelity decoders" if reads else "fidelity decoder only: no decode path or guidance"
-        return gr.update(visible=reads), gr.update(visible=reads), f"Model **{m.identity}** ({what})."
+        if m.has_diffusion:
+            what, (low, high, step) = "diffusion and fidelity decoders", GUIDANCE_RANGE
+            info = "higher stays closer to the original: 0 no guidance, 1 as trained, above 1 stronger"
+        else:
+            low, high, step = FIDELITY_GUIDANCE_RANGE
+            info = "0: the best-looking picture (sharper); 1: the closest to the original (highest PSNR)"
+            what = "fidelity decoder only, " + ("guided: guidance from best-looking (0) to closest to the "
+                                                "original (1)" if m.reads_guidance else "no decode path or guidance")
+        guidance = gr.update(visible=m.reads_guidance, minimum=low, maximum=high, step=step,
+                             value=m.cfg.default_guidance, info=info)
+        return gr.update(visible=m.has_diffusion), guidance, f"Model **{m.identity}** ({what})."
 
     def compare(self, path: str | None, model: str | None, rate_by: str, quality: float, target_kb: float | None,
                 effort: float, decode_path: str, guidance: float, codecs: list[str], perceptual: bool,
@@ -255,7 +266,7 @@ def build_page(model: str | None = None, device: Any = None) -> "gr.Blocks":
                 decode_path = gr.Radio(list(DECODE_PATHS), value=DECODE_PATHS[0], label="Decode path",
                                        visible=False)
                 guidance = gr.Slider(*GUIDANCE_RANGE[:2], value=1.0, step=GUIDANCE_RANGE[2], label="Guidance",
-                                     info="fidelity guidance of the diffusion path: 0 none, 1 as trained",
+                                     info="fidelity guidance: higher stays closer to the original",
                                      visible=False)
                 codec_box = gr.CheckboxGroup([(codec_label(n), n) for n in CODECS if n in _usable()],
                                              value=default_codecs(), label="Compared with")

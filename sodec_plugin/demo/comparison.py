@@ -254,11 +254,11 @@ class Comparer:
         return self._rate_cache
 
     def run(self, upload: Upload, *, model: str | None = None, quality: float | None = None,
-            target_kb: float | None = None, effort: int = 0, mode: str = "auto", guidance: float = 1.0,
+            target_kb: float | None = None, effort: int = 0, mode: str = "auto", guidance: float | None = None,
             codecs: Sequence[str] | None = None, perceptual: bool = True,
             progress: Progress | None = None) -> Result:
         """SODEC at `quality` (or the highest quality within `target_kb` kilobytes of 1,000 bytes) and `codecs`
-        at SODEC's size, scored."""
+        at SODEC's size, scored; decoded at `guidance` (None: the model's default) where the model reads it."""
         say = progress or (lambda fraction, what: None)
         if upload.sdc is not None:
             return self._show_sdc(upload, model=model, mode=mode, guidance=guidance, say=say)
@@ -291,8 +291,8 @@ class Comparer:
         if target_kb is not None and len(data) > target_kb * 1000:
             notes.append(f"its smallest file is larger than {target_kb:g} KB")
         sodec = Coded("sodec", f"SODEC ({m.cfg.name})", _rgb_array(decoded), nbytes=colour,
-                      setting=f"quality {q:g}" + (f", effort {effort}" if effort else ""), enc_s=enc_s, dec_s=dec_s,
-                      note="; ".join(notes))
+                      setting=f"quality {q:g}" + (f", effort {effort}" if effort else "")
+                      + _guidance_setting(m, mode, guidance), enc_s=enc_s, dec_s=dec_s, note="; ".join(notes))
         entries = [Coded("original", "Original", ref, setting=f"{image.width}x{image.height} {image.mode}"), sodec]
         names = default_codecs() if codecs is None else list(codecs)
         rgb = image if image.mode == "RGB" else Image.fromarray(ref, "RGB")
@@ -357,7 +357,7 @@ class Comparer:
                         type(e).__name__, e)
             return Scorer(WHOLE_IMAGE_METRICS, cache=self.scores)(ref, pixels)
 
-    def _show_sdc(self, upload: Upload, *, model: str | None, mode: str, guidance: float,
+    def _show_sdc(self, upload: Upload, *, model: str | None, mode: str, guidance: float | None,
                   say: Progress) -> Result:
         """A .sdc upload, decoded with the model it names (or the page's model when the file is that model's)."""
         from .. import codec
@@ -376,7 +376,8 @@ class Comparer:
         named = header["model_name"] or header["model_id"]
         entry = Coded("sodec", f"SODEC ({named})", _rgb_array(decoded),
                       nbytes=len(upload.sdc),
-                      setting=f"quality {position_to_quality(f.rate_position, m.cfg.max_rate_position)}", dec_s=dec_s)
+                      setting=f"quality {position_to_quality(f.rate_position, m.cfg.max_rate_position)}"
+                      + _guidance_setting(m, mode, guidance), dec_s=dec_s)
         columns, rows = self._table(None, [entry], [])
         summary = (f"**{upload.name}**: {f.width}x{f.height} {f.mode}, {len(upload.sdc):,} bytes, "
                    f"{header['bits_per_pixel']:.4f} bpp, model {named}.")
@@ -387,6 +388,15 @@ class Comparer:
 def _mode_for(model: Any, mode: str) -> str:
     """The decode path asked for, where the model has a choice; the page hides the control where it has none."""
     return mode if model.has_diffusion else "auto"
+
+
+def _guidance_setting(model: Any, mode: str, guidance: float | None) -> str:
+    """", guidance G" where the decode read the guidance (the table says what SODEC's picture was made with)."""
+    from ..codec import guidance_is_read, resolve_guidance
+
+    if not guidance_is_read(model, _mode_for(model, mode)):
+        return ""
+    return f", guidance {resolve_guidance(model, guidance):.2f}"
 
 
 def _num(value: float | None, fmt: str) -> str:

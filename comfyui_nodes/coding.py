@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sodec_plugin.config import DEFAULT_TILE, LATENT_CELL
+from sodec_plugin.config import DEFAULT_TILE, LATENT_CELL, SODECConfig
+from sodec_plugin.hub import DEFAULT_MODEL, bundled_models
 from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY
 
 from . import model_loading, paths
@@ -22,7 +24,20 @@ BITSTREAM_TYPE = "SODEC_BITSTREAM"
 # node shows is what every model does; "diffusion" and "fidelity" stay (workflows saved with them load as before).
 DECODE_PATHS = DECODE_MODES
 DEFAULT_DECODE_PATH = "auto"
-DEFAULT_GUIDANCE = 1.0  # as trained; read by the diffusion decoder only (see guidance_note)
+
+
+def model_default_guidance(folder: Path | None = None) -> float:
+    """The guidance a model folder's config.json decodes at when given none (config.json read as JSON: no
+    torch); no folder: the bundled default model's, or SODECConfig's default when it is not installed."""
+    if folder is None:
+        folder = bundled_models().get(DEFAULT_MODEL)
+    if folder is None:
+        return SODECConfig.default_guidance
+    return SODECConfig.load(folder)[0].default_guidance
+
+
+# The guidance widget's default: what the bundled default model decodes at (see guidance_note).
+DEFAULT_GUIDANCE = model_default_guidance()
 DEFAULT_TILE_PX = DEFAULT_TILE * LATENT_CELL  # the engine's own tile, in pixels
 MIN_TILE_PX = 256  # 16 latent cells; the engine keeps its own minimum for the fidelity decoder
 MAX_TILE_PX = 8192
@@ -168,7 +183,7 @@ def decode_bitstream(handle: model_loading.SODECModelHandle, bitstream: SODECBit
     hooks = hooks or RunHooks(n)
     model = handle.ready()
     mode, notes = resolve_decode_path(model, decode_path)
-    notes.append(guidance_note(mode, float(guidance)))
+    notes.append(guidance_note(model, mode, float(guidance)))
     tile_cells = max(int(tile), MIN_TILE_PX) // LATENT_CELL
     images, masks = [], []
     for i, f in enumerate(parsed):
@@ -208,8 +223,16 @@ def resolve_decode_path(model: Any, decode_path: str) -> tuple[str, list[str]]:
     return "fidelity", [note]
 
 
-def guidance_note(mode: str, guidance: float) -> str:
-    """What the guidance input did: the diffusion decoder reads it, the fidelity decoder does not."""
+def guidance_note(model: Any, mode: str, guidance: float) -> str:
+    """What the guidance input did with `mode` (a decoder that resolve_decode_path chose): the diffusion
+    decoder reads it, and a fidelity decoder conditioned on it (clamped to 0..1); other fidelity decoders
+    do not."""
+    from sodec_plugin.codec import guidance_is_read
+
     if mode == "diffusion":
         return f"guidance {guidance:.2f} (diffusion decoder)"
+    if guidance_is_read(model, mode):
+        clamped = " (read as 1)" if guidance > 1 else ""
+        return (f"guidance {guidance:.2f}{clamped} (fidelity decoder: 0 best-looking, 1 closest to the "
+                "original)")
     return f"guidance {guidance:.2f} not used: the fidelity decoder does not read it"

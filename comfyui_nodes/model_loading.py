@@ -243,6 +243,8 @@ class SODECModelHandle:
     def describe(self) -> str:
         path = "diffusion and fidelity decoders" if self.has_diffusion else \
             "fidelity decoder only (no diffusion path: decodes use the fidelity decoder)"
+        if self.model.fidelity_decoder.reads_guidance:
+            path += "; its fidelity decoder reads the guidance (0 best-looking, 1 closest to the original)"
         return f"{self.identity}: {path}; runs on {self.load_device}, {str(self.model.dtype).replace('torch.', '')}"
 
 

@@ -128,7 +128,7 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
     NodeDef(
         "SODECDecode", "SODEC Decode",
         "Decodes SODEC bitstreams to images with the one-step diffusion decoder or the fast fidelity decoder. "
-        "After a run the node shows which decoder ran, of which model, and whether guidance was used.",
+        "After a run the node shows which decoder ran, of which model, and what the guidance did.",
         (
             BITSTREAM_IN,
             MODEL_IN,
@@ -137,9 +137,11 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
                "decoder (realistic detail; a model without it uses its fidelity decoder and says so); fidelity: "
                "the fidelity decoder alone (fast, closest to the original in PSNR).", coding.DEFAULT_DECODE_PATH,
                coding.DECODE_PATHS),
-            In("guidance", "FLOAT", "Fidelity guidance strength, read by the diffusion decoder only (0 none, 1 as "
-               "trained, above 1 stronger): with the fidelity decoder, which is what models without the diffusion "
-               "path use, it changes nothing, and the node says so after a run.",
+            In("guidance", "FLOAT", "Fidelity guidance: higher stays closer to the original, lower looks sharper. "
+               "A guided fidelity decoder goes from its best-looking picture at 0 to its closest to the original "
+               "at 1 (above 1 reads as 1); the diffusion decoder from no guidance at 0 to as trained at 1, "
+               "stronger above. Other fidelity decoders do not read it. The default is what the bundled model "
+               "decodes at; after a run the node says what the guidance did.",
                coding.DEFAULT_GUIDANCE, min=0.0, max=10.0, step=0.05),
             In("tile_size", "INT", "Decoder tile size in pixels: smaller tiles use less memory.",
                coding.DEFAULT_TILE_PX, min=coding.MIN_TILE_PX, max=coding.MAX_TILE_PX, step=64),

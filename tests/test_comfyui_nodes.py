@@ -125,7 +125,8 @@ def test_v1_input_and_output_types() -> None:
     # auto first and the default; diffusion and fidelity stay, so workflows saved with them load as they were
     assert req["SODECDecode"]["decode_path"][0] == ["auto", "diffusion", "fidelity"]
     assert req["SODECDecode"]["decode_path"][1]["default"] == "auto"
-    assert "diffusion decoder only" in req["SODECDecode"]["guidance"][1]["tooltip"]
+    assert "higher stays closer to the original" in req["SODECDecode"]["guidance"][1]["tooltip"]
+    assert req["SODECDecode"]["guidance"][1]["default"] == coding.DEFAULT_GUIDANCE
     assert req["SODECDecode"]["guidance"][0] == "FLOAT" and req["SODECDecode"]["tile_size"][0] == "INT"
     assert m["SODECDecode"].RETURN_TYPES == ("IMAGE", "MASK")
     assert set(req["SODECSave"]) == {"bitstream", "filename_prefix"}
@@ -306,11 +307,11 @@ def test_guidance_acts_on_the_diffusion_decoder_only(tiny_full: Path) -> None:
         for g in (0.0, 2.0):
             dec = call("SODECDecode", bitstream=bits, sodec_model=handle, decode_path=path, guidance=g, tile_size=768)
             out[path, g] = dec["result"][0]
-            assert dec["ui"]["text"][-1] == coding.guidance_note(path, g)
+            assert dec["ui"]["text"][-1] == coding.guidance_note(handle.model, path, g)
     assert not torch.equal(out["diffusion", 0.0], out["diffusion", 2.0])
     assert torch.equal(out["fidelity", 0.0], out["fidelity", 2.0])
-    assert "not used" in coding.guidance_note("fidelity", 2.0) and "not used" not in coding.guidance_note(
-        "diffusion", 2.0)
+    assert "not used" in coding.guidance_note(handle.model, "fidelity", 2.0)
+    assert "not used" not in coding.guidance_note(handle.model, "diffusion", 2.0)
 
 
 def test_diffusion_path(tiny_full: Path) -> None:

@@ -63,7 +63,7 @@ OPTIONS = {
     "quality": "default save quality, 1..100",
     "effort": "default save effort, 0..9 (0: fastest; higher: smaller files, slower saves, same decoder)",
     "decode_mode": "engine decode path for load(): 'auto', 'diffusion' or 'fidelity'",
-    "guidance": "fidelity guidance strength for the diffusion path (engine default 1.0)",
+    "guidance": "fidelity guidance: higher stays closer to the original (default: the model's own)",
     "tile": "decoder tile size in latent cells for large images (engine default)",
 }
 
@@ -300,7 +300,7 @@ class SodecImageFile(ImageFile.ImageFile):
         opts = self.sodec_options
         try:
             image = codec.decode_file(f, model=opts.get("model"), device=opts.get("device"), dtype=opts.get("dtype"),
-                                      mode=mode, guidance=float(opts.get("guidance", 1.0)), tile=opts.get("tile"),
+                                      mode=mode, guidance=opts.get("guidance"), tile=opts.get("tile"),
                                       warn_size=False)
         except codec.ModelMismatchError as e:
             raise OSError(f"cannot decode this SODEC file: {e}") from e

@@ -3,7 +3,7 @@
 Public API (imports of torch and diffusers happen on first use, not at import):
     load_model(name_or_path=None, *, revision=None, device=None, dtype=None)
     compress(image, *, model=None, quality=None, effort=0) -> bytes
-    decompress(data, *, model=None, device=None, mode="auto", guidance=1.0) -> PIL.Image
+    decompress(data, *, model=None, device=None, mode="auto", guidance=None) -> PIL.Image
     read_header(data) -> dict  (pure Python)
 """
 
@@ -32,7 +32,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     return _compress(image, model=model, quality=quality, **kwargs)
 
 
-def decompress(data: Any, *, model: Any = None, device: Any = None, mode: str = "auto", guidance: float = 1.0,
+def decompress(data: Any, *, model: Any = None, device: Any = None, mode: str = "auto", guidance: float | None = None,
                **kwargs: Any) -> Any:
     from .codec import decompress as _decompress
 

@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--format", default="png", help="output format extension (png, jpg, webp, ...)")
     d.add_argument("--mode", default="auto", choices=DECODE_MODES)
-    d.add_argument("--guidance", type=float, default=1.0, help="fidelity guidance strength (diffusion path)")
+    d.add_argument("--guidance", type=float, default=None,
+                   help="fidelity guidance: higher stays closer to the original, lower looks sharper (read by "
+                        "models with a diffusion path or a guided fidelity decoder; default: the model's own)")
     d.add_argument("--tile", type=int, default=None, help="decode tile in latent cells of 16 px")
     d.set_defaults(func=_decompress)
     i = sub.add_parser("info", help="print .sdc headers (no decoding)")

@@ -218,7 +218,7 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
 
 
 def fidelity_rows(m: SODECModel, y_hat: torch.Tensor, tile: int = DEFAULT_TILE,
-                  progress: Any = None) -> Iterator[torch.Tensor]:
+                  progress: Any = None, guidance: float | None = None) -> Iterator[torch.Tensor]:
     """D_a's padded output in [0, 1] (float, CPU), in successive parts of full-width rows: the decoder
     streams bands of latent rows (models/rows.py) of about FIDELITY_BAND_PIXELS output pixels, and at
     most as many cells as a `tile` x `tile` square, computing each pixel once with memory bounded by
@@ -230,13 +230,14 @@ def fidelity_rows(m: SODECModel, y_hat: torch.Tensor, tile: int = DEFAULT_TILE,
     total = -(-h // band)
     y = y_hat.to(m.device, m.dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        for done, part in enumerate(m.fidelity_decoder.rows(y, band), 1):
+        for done, part in enumerate(m.fidelity_decoder.rows(y, band, guidance), 1):
             yield part.float().cpu()
             if progress is not None:
                 progress(done, total)
 
 
-def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto", guidance: float = 1.0,
+def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: str = "auto",
+                 guidance: float | None = None,
                  tile: int | None = None, draft: bool = False, progress: Any = None, *,
                  out: np.ndarray | None = None) -> Any:
     """Latents -> padded image tensor (1, 3, H, W) in [0, 1] on the CPU. The fidelity decoder streams
@@ -244,7 +245,7 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
     VAE work in tiles of `tile` latent cells.
     Given `out` (uint8, (h, w, 3), at most the padded size), the image goes there as 8-bit pixels,
     cropped, and `out` is returned: on the fidelity path band by band as D_a streams, so that no
-    full-size float image is ever held."""
+    full-size float image is ever held. `guidance`: see resolve_guidance."""
     import torch
 
     from .tiling import tiled_apply
@@ -254,19 +255,23 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
     if mode == "diffusion" and not m.has_diffusion:
         raise ValueError(f"model {m.identity} has no diffusion path (fidelity decoder only); use mode='fidelity'")
     use_diffusion = m.has_diffusion and mode != "fidelity"
+    guidance = resolve_guidance(m, guidance)
+    # The diffusion path reads the guidance; its fidelity decoder's x_f guides the UNet as trained.
+    fidelity_guidance = None if use_diffusion else guidance
     tile = tile or DEFAULT_TILE
     if tile < 1:
         raise ValueError("tile must be a positive number of latent cells")
     if out is not None and not use_diffusion:
         top = 0
-        for part in fidelity_rows(m, y_hat, tile, progress=progress):
+        for part in fidelity_rows(m, y_hat, tile, progress=progress, guidance=fidelity_guidance):
             if top < out.shape[0]:
                 to_bytes(part, out[top:top + part.shape[2]])
             top += part.shape[2]
         return out
     x_f = torch.empty(1, 3, y_hat.shape[-2] * LATENT_CELL, y_hat.shape[-1] * LATENT_CELL)
     top = 0
-    for part in fidelity_rows(m, y_hat, tile, progress=progress if not use_diffusion else None):
+    for part in fidelity_rows(m, y_hat, tile, progress=progress if not use_diffusion else None,
+                              guidance=fidelity_guidance):
         x_f[:, :, top:top + part.shape[2]] = part
         top += part.shape[2]
     if not use_diffusion:
@@ -297,6 +302,19 @@ def decode_image(m: SODECModel, y_hat: torch.Tensor, z_hat: torch.Tensor, mode: 
     for top in range(0, out.shape[0], band):
         to_bytes(x[:, :, top:top + band], out[top:top + band])
     return out
+
+
+def resolve_guidance(m: SODECModel, guidance: float | None) -> float:
+    """The fidelity guidance a decode uses: the caller's, else the model's default. Higher stays
+    closer to the original on both paths: on the diffusion path 0 is none, 1 as trained, more is
+    stronger; a fidelity decoder that reads it (m.reads_guidance) goes from its best-looking picture
+    at 0 to its closest to the original (its MSE end) at 1 and above. Other models ignore it."""
+    if guidance is None:
+        return m.cfg.default_guidance
+    guidance = float(guidance)
+    if not guidance >= 0.0 or guidance == float("inf"):
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+    return guidance
 
 
 def guidance_is_read(m: SODECModel, mode: str = "auto") -> bool:
@@ -339,7 +357,7 @@ def decode_alpha(f: SDCFile) -> Image.Image:
 
 
 def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any = None, mode: str = "auto",
-                guidance: float = 1.0, tile: int | None = None, draft: bool = False, progress: Any = None,
+                guidance: float | None = None, tile: int | None = None, draft: bool = False, progress: Any = None,
                 warn_size: bool = True) -> Image.Image:
     """The decode pipeline that every door runs (Python, CLI, Pillow, ComfyUI): size limit, the
     file's model, entropy decoding, the decoder, the output image with its metadata in `info`.
@@ -360,11 +378,12 @@ def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any
 
 
 def decompress(data: bytes | bytearray | memoryview | str | Path, *, model: Any = None, device: Any = None,
-               mode: str = "auto", guidance: float = 1.0, tile: int | None = None, draft: bool = False,
+               mode: str = "auto", guidance: float | None = None, tile: int | None = None, draft: bool = False,
                dtype: Any = None) -> Image.Image:
     """Decode .sdc bytes (or a path) to a PIL image with the file's size and mode; ICC, EXIF and
     XMP land in `image.info`. mode: "diffusion", "fidelity" or "auto" (diffusion when the model
-    has it). guidance: fidelity guidance strength (0 none, 1 as trained, >1 stronger)."""
+    has it). guidance: higher stays closer to the original (resolve_guidance; None: the model's
+    default)."""
     if isinstance(data, (str, Path)):
         data = Path(data).read_bytes()
     return decode_file(container.parse(bytes(data)), model=model, device=device, dtype=dtype, mode=mode,

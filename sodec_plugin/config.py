@@ -126,6 +126,12 @@ class SODECConfig:
     # refined from the decoded half, He et al. 2021; context_channels wide).
     context_model: str = "none"
     context_channels: int = 64
+    # A fidelity decoder that reads the guidance (models/fidelity.py): this many hidden units in the
+    # network that turns the guidance into its per-channel scales and shifts; 0: it ignores it.
+    guidance_channels: int = 0
+    # The guidance a decode uses when the caller gives none: the release's choice by the release
+    # rule's metrics (1 keeps the MSE end on the fidelity path and the trained strength on diffusion).
+    default_guidance: float = 1.0
     diffusion: DiffusionConfig | None = None
     # Training data and recipe are provenance, kept in the weights' metadata, not here.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -156,9 +162,11 @@ class SODECConfig:
         d["format_version"] = FORMAT_VERSION
         if d["context_model"] == "none":  # as before context models existed, so older readers still load it
             del d["context_model"], d["context_channels"]
-        for key in (*BLOCK_FIELDS, "hyper_gain"):  # likewise for models without them
+        for key in (*BLOCK_FIELDS, "hyper_gain", "guidance_channels"):  # likewise for models without them
             if not d[key]:
                 del d[key]
+        if d["default_guidance"] == 1.0:
+            del d["default_guidance"]
         return d
 
     @classmethod

@@ -54,7 +54,7 @@ class SODECModel(nn.Module):
         self.cfg = cfg
         self.compression = CompressionModule(cfg, entropy_models=entropy_models)
         self.fidelity_decoder = FidelityDecoder(cfg.latent_channels, cfg.synthesis_channels, cfg.synthesis_blocks,
-                                                cfg.synthesis_blocks_1_8)
+                                                cfg.synthesis_blocks_1_8, guidance_channels=cfg.guidance_channels)
         self.diffusion = None
         if cfg.diffusion is not None:
             from .diffusion import DiffusionDecoder
@@ -72,6 +72,12 @@ class SODECModel(nn.Module):
     @property
     def has_diffusion(self) -> bool:
         return self.diffusion is not None
+
+    @property
+    def reads_guidance(self) -> bool:
+        """Whether the guidance changes what this model decodes (a diffusion path, or a fidelity
+        decoder conditioned on it); other models ignore it."""
+        return self.has_diffusion or self.fidelity_decoder.reads_guidance
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor that belongs in model.safetensors (frozen base weights excluded)."""

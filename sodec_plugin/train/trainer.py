@@ -230,7 +230,8 @@ def resample_gains(gains: torch.Tensor, old: tuple[float, ...], new: tuple[float
 def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     """`src` as the start of training `cfg`: as is when the configs agree, else with its gain
     vectors resampled to other rate points and/or new modules that start as the identity (a
-    context model, hyper gains of 1, residual blocks appended to any of the BLOCK_FIELDS), so the new model codes
+    context model, hyper gains of 1, residual blocks appended to any of the BLOCK_FIELDS, a guidance
+    modulation of zero), so the new model codes
     and decodes exactly what `src` did. Anything else is refused, since weights of another shape
     cannot start a run."""
     keep: dict[str, object] = {}
@@ -241,16 +242,21 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     if src.cfg.context_model == "none" and cfg.context_model != "none":
         keep |= {"context_model": src.cfg.context_model, "context_channels": src.cfg.context_channels}
         fresh_prefixes.append("compression.context.")
+    if cfg.guidance_channels and not src.cfg.guidance_channels:  # a modulation of zero: decodes as before
+        keep["guidance_channels"] = 0
+        fresh_prefixes.append("fidelity_decoder.modulation.")
     for field, prefix in BLOCK_FIELDS.items():
         old, new = getattr(src.cfg, field), getattr(cfg, field)
         if new > old:  # blocks appended after the trained ones
             keep[field] = old
             fresh_prefixes += [f"{prefix}{i}." for i in range(old, new)]
-    same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra) == (
+    same_shape = dataclasses.replace(src.cfg, name=cfg.name, rate_lambdas=cfg.rate_lambdas, extra=cfg.extra,
+                                     default_guidance=cfg.default_guidance) == (
         dataclasses.replace(cfg, **keep))
     if not same_shape:
         raise ValueError(f"--init-from model {src.cfg.name!r} has another architecture than config {cfg.name!r}; "
-                         "only the name, rate_lambdas, an added context model, hyper gain or blocks may differ")
+                         "only the name, rate_lambdas, the default guidance, an added context model, hyper gain, "
+                         "blocks or guidance modulation may differ")
     if src.cfg == cfg:
         return src
     model = SODECModel(cfg)

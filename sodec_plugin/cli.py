@@ -276,6 +276,16 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _train_stage(value: str) -> int | str:
+    from .train.recipe import DECODER_STAGE
+
+    if value in ("1", "2", "3"):
+        return int(value)
+    if value == DECODER_STAGE:
+        return value
+    raise argparse.ArgumentTypeError(f"choose from 1, 2, 3, {DECODER_STAGE}")
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
@@ -391,12 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--old-curve", default=None, metavar="NAME",
                    help="OLD's curve, where OLD holds several and none is at its model's default guidance")
     k.set_defaults(func=_compare)
-    t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3)")
+    t = sub.add_parser("train", help="train a model (rate-annealing stages 1-3, or a guided decoder)")
     t.add_argument("--config", required=True,
                    help=f"built-in config ({', '.join(builtin_configs())}) or config.json")
     t.add_argument("--data", required=True, help="folder of training images")
     t.add_argument("--out", required=True, help="output folder (checkpoints, logs, model)")
-    t.add_argument("--stage", type=int, choices=(1, 2, 3), default=1)
+    t.add_argument("--stage", type=_train_stage, default=1, metavar="{1,2,3,decoder}",
+                   help="1-3: the rate-annealing stages; decoder: a guided fidelity decoder alone on latents the "
+                        "--init-from model codes (the config's guidance_channels)")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this global step (resume later)")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="also stop (checkpoint, export model-stageN) after this much wall-clock time")

@@ -18,7 +18,7 @@ from tests.conftest import kodak_crop
 
 
 def _tiny(**changes: object) -> SODECConfig:
-    return dataclasses.replace(builtin_configs()["tiny"], diffusion=None, name="tiny-fidelity", **changes)
+    return dataclasses.replace(builtin_configs()["tiny"], **{"diffusion": None, "name": "tiny-fidelity", **changes})
 
 
 def _guided(seed: int = 0) -> tuple[SODECModel, SODECModel]:
@@ -151,3 +151,43 @@ def test_guided_training_caches_coded_latents_lowers_its_loss_and_resumes(tmp_pa
     guided_decoder.train(again, cache, out, steps=4, batch=6, lr=1e-3, modulation_lr=1e-2, seed=0)
     assert torch.equal(again.fidelity_decoder.modulation.head.weight, guided.fidelity_decoder.modulation.head.weight)
     assert len((out / "log.jsonl").read_text().splitlines()) == 4
+
+
+def test_sodec_train_decoder_stage_exports_a_guided_model_that_decodes_files_of_its_parent(tmp_path) -> None:
+    pytest.importorskip("pycvvdp")
+    pytest.importorskip("ssimulacra2")
+    from sodec_plugin.cli import main
+
+    data = tmp_path / "photos"
+    for sub, n in (("a", 2), ("b", 1)):
+        (data / sub).mkdir(parents=True)
+        for i in range(n):
+            kodak_crop(i + n, (0, 0, 96, 96)).save(data / sub / f"{i}.png")
+    torch.manual_seed(0)
+    parent = SODECModel(_tiny())
+    parent = SODECModel.from_folder(parent.save_pretrained(tmp_path / "parent"))
+    config = tmp_path / "guided.json"
+    config.write_text(json.dumps(_tiny(guidance_channels=8, name="tiny-guided").to_dict()))
+    recipe = tmp_path / "recipe.json"
+    from sodec_plugin.train.recipe import builtin_recipes
+
+    rec = builtin_recipes()["tiny"].to_dict() | {"latent_crops": [4, 2]}
+    recipe.write_text(json.dumps(rec))
+    out = tmp_path / "run"
+    args = ["train", "--config", str(config), "--recipe", str(recipe), "--data", str(data), "--out", str(out),
+            "--stage", "decoder", "--init-from", str(tmp_path / "parent")]
+    assert main(args) == 0
+    cache = torch.load(out / "latents.pt", weights_only=True)
+    assert cache["x"].shape[0] == 6
+    model = SODECModel.from_folder(out / "model", optimize=True)
+    assert model.cfg.name == "tiny-guided" and model.reads_guidance
+    assert torch.load(out / "decoder.pt", weights_only=True)["step"] == rec["decoder"]["steps"]
+    # the encoder, entropy model and bitstream are the parent's: the same streams for the same image
+    from sodec_plugin import container
+
+    image = kodak_crop(3, (0, 0, 64, 64))
+    mine, theirs = (container.parse(codec.compress(image, model=m, quality=30)) for m in (model, parent))
+    assert (mine.z_stream, mine.y_stream) == (theirs.z_stream, theirs.y_stream)
+    assert mine.model_id != theirs.model_id
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(config), "--data", str(data), "--out", str(out), "--stage", "4"])

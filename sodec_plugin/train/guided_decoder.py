@@ -12,18 +12,17 @@ the photo at the perceptual end (Agustsson et al., 2023, mix their realism loss 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ..config import SODECConfig
 from ..models.sodec import SODECModel
 from .data import CropDataset
+from .recipe import DECODER_STAGE, TrainRecipe
 
 # dB-like weights of the perceptual end (see the module docstring): on the rate-distortion curves of
 # the bundled model, one dB of PSNR is worth about 6 SSIMULACRA2 points and 0.35 JOD.
@@ -93,9 +92,10 @@ class GuidedLoss:
 
 
 def train(model: SODECModel, cache: dict[str, torch.Tensor], out: Path, *, steps: int, batch: int, lr: float,
-          modulation_lr: float, seed: int, log_every: int = 10, save_every: int = 50) -> None:
-    """Fine-tune model.fidelity_decoder on the cached latents; checkpoints (decoder, optimiser,
-    step) go to out/decoder.pt every `save_every` steps and a run resumes from there."""
+          modulation_lr: float, seed: int, log_every: int = 10, save_every: int = 50) -> int:
+    """Fine-tune model.fidelity_decoder on the cached latents to step `steps`; checkpoints (decoder,
+    optimiser, step) go to out/decoder.pt every `save_every` steps and a run resumes from there.
+    Returns the step reached."""
     dec = model.fidelity_decoder
     dec.train().requires_grad_(True)
     mod_params = list(dec.modulation.parameters())
@@ -110,85 +110,78 @@ def train(model: SODECModel, cache: dict[str, torch.Tensor], out: Path, *, steps
         start = int(state["step"])
     loss_fn = GuidedLoss()
     n = cache["x"].shape[0]
-    log = (out / "log.jsonl").open("a")
     t0 = time.time()
-    for step in range(start, steps):
-        rng = np.random.default_rng([seed, step])
-        idx = torch.from_numpy(rng.choice(n, size=batch, replace=False))
-        x = cache["x"][idx].float() / 255.0
-        y_hat = cache["y_hat"][idx].float()
-        t = sample_guidance(rng, batch)
-        loss, values = loss_fn(dec(y_hat, t), x, t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % log_every == 0:
-            log.write(json.dumps({"step": step + 1, "loss": float(loss), **values,
-                                  "seconds": round(time.time() - t0, 1)}) + "\n")
-            log.flush()
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"decoder": dec.state_dict(), "optimizer": opt.state_dict(), "step": step + 1}, tmp)
-            tmp.replace(ckpt)
+    with (out / "log.jsonl").open("a") as log:
+        for step in range(start, steps):
+            rng = np.random.default_rng([seed, step])
+            idx = torch.from_numpy(rng.choice(n, size=batch, replace=False))
+            x = cache["x"][idx].float() / 255.0
+            y_hat = cache["y_hat"][idx].float()
+            t = sample_guidance(rng, batch)
+            loss, values = loss_fn(dec(y_hat, t), x, t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if (step + 1) % log_every == 0:
+                log.write(json.dumps({"step": step + 1, "loss": float(loss), **values,
+                                      "seconds": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+            if (step + 1) % save_every == 0 or step + 1 == steps:
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"decoder": dec.state_dict(), "optimizer": opt.state_dict(), "step": step + 1}, tmp)
+                tmp.replace(ckpt)
     dec.eval().requires_grad_(False)
+    return max(start, steps)
 
 
-def main(argv: list[str] | None = None) -> None:
+def latent_cache(src: SODECModel, recipe: TrainRecipe, data: str | Path, out: Path) -> dict[str, torch.Tensor]:
+    """The coded crops of the recipe (latent_crops: per subfolder of `data` in name order, or one count
+    for the whole folder), made once and kept in out/latents.pt for resumed runs."""
+    cache_file = out / "latents.pt"
+    if cache_file.is_file():
+        return torch.load(cache_file, weights_only=True)
+    counts = recipe.latent_crops
+    folders = [Path(data)] if len(counts) == 1 else sorted(p for p in Path(data).iterdir() if p.is_dir())
+    if len(folders) != len(counts):
+        raise ValueError(f"latent_crops {counts} names {len(counts)} folders; {data} has {len(folders)} subfolders")
+    t0 = time.time()
+    parts = []
+    for i, (folder, count) in enumerate(zip(folders, counts, strict=True)):
+        crops = CropDataset(folder, recipe.decoder.crop, downscale=recipe.downscale,
+                            random_downscale=recipe.random_downscale)
+        parts.append(cache_latents(src, crops, count=count, seed=recipe.seed + i))
+    cache = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
+    tmp = cache_file.with_suffix(".tmp")
+    torch.save(cache, tmp)
+    tmp.replace(cache_file)
+    print(f"coded {sum(counts)} crops in {time.time() - t0:.0f} s, {float(cache['bpp'].mean()):.3f} bpp on average",
+          flush=True)
+    return cache
+
+
+def run(cfg: SODECConfig, recipe: TrainRecipe, data: str | Path, out: str | Path, init_from: str | Path,
+        max_steps: int | None = None, command: str = "") -> Path:
+    """`sodec train --stage decoder`: `init_from`'s model with cfg's guided decoder (warm_start), trained
+    on its cached latents to the recipe's steps (or `max_steps`), exported to out/model-decoder (and
+    out/model when the recipe's steps are done)."""
     from .trainer import warm_start
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--init-from", required=True, help="the released model whose decoder is fine-tuned")
-    ap.add_argument("--data", required=True, nargs="+", help="training folders")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--name", required=True, help="the new model's name")
-    ap.add_argument("--guidance-channels", type=int, default=64)
-    ap.add_argument("--crops", type=int, nargs="+", default=[3000], help="crops from each folder")
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--random-downscale", type=float, default=0.35)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--modulation-lr", type=float, default=2e-4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache-only", action="store_true", help="only code the crops and cache their latents")
-    ap.add_argument("--export", action="store_true", help="only write the model folder from the last checkpoint")
-    a = ap.parse_args(argv)
-    out = Path(a.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    src = SODECModel.from_folder(a.init_from)
-    cfg = dataclasses.replace(src.cfg, name=a.name, guidance_channels=a.guidance_channels)
+    if not cfg.guidance_channels:
+        raise ValueError(f"config {cfg.name!r} has no guidance_channels: the decoder stage trains a guided decoder")
+    src = SODECModel.from_folder(init_from)
     model = warm_start(src, cfg)
-    cache_file = out / "latents.pt"
-    if not a.export:
-        if cache_file.is_file():
-            cache = torch.load(cache_file, weights_only=True)
-        else:
-            if len(a.crops) != len(a.data):
-                raise SystemExit("give --crops once per --data folder")
-            t0 = time.time()
-            parts = []
-            for i, (folder, count) in enumerate(zip(a.data, a.crops, strict=True)):
-                data = CropDataset(folder, a.crop, random_downscale=a.random_downscale)
-                parts.append(cache_latents(src, data, count=count, seed=a.seed + i))
-            cache = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-            torch.save(cache, cache_file)
-            print(f"cached {sum(a.crops)} crops in {time.time() - t0:.0f} s, mean {float(cache['bpp'].mean()):.3f} "
-                  "bpp", flush=True)
-        if a.cache_only:
-            return
-        train(model, cache, out, steps=a.steps, batch=a.batch, lr=a.lr, modulation_lr=a.modulation_lr, seed=a.seed)
-    else:
-        state = torch.load(out / "decoder.pt", weights_only=True)
-        model.fidelity_decoder.load_state_dict(state["decoder"])
-    recipe: dict[str, Any] = {k: getattr(a, k) for k in ("guidance_channels", "crops", "crop", "random_downscale",
-                                                         "steps", "batch", "lr", "modulation_lr", "seed")}
-    recipe |= {"ssimulacra2_per_db": SSIMULACRA2_PER_DB, "jod_per_db": JOD_PER_DB, "mse_anchor": MSE_ANCHOR,
-               "ms_ssim_weight": model.ms_ssim_weight}
+    cache = latent_cache(src, recipe, data, out)
+    sr = recipe.decoder
+    steps = sr.steps if max_steps is None else min(max_steps, sr.steps)
+    done = train(model, cache, out, steps=steps, batch=sr.batch_size, lr=sr.lr, modulation_lr=recipe.modulation_lr,
+                 seed=recipe.seed, log_every=recipe.log_every, save_every=recipe.checkpoint_every)
     model.eval().requires_grad_(False)
-    model.save_pretrained(out / "model", metadata={"training": {"recipe": recipe, "init_from": src.identity,
-                                                                 "stage": "guided decoder"}})
-    print(f"saved {out / 'model'} ({model.identity})", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    meta = {"training": {"command": command, "stage": DECODER_STAGE, "steps": done, "recipe": recipe.to_dict(),
+                         "init_from": src.identity, "loss": {"ssimulacra2_per_db": SSIMULACRA2_PER_DB,
+                                                             "jod_per_db": JOD_PER_DB, "mse_anchor": MSE_ANCHOR}}}
+    folder = model.save_pretrained(out / f"model-{DECODER_STAGE}", metadata=meta)
+    if done >= sr.steps:
+        model.save_pretrained(out / "model", metadata=meta)
+    return folder

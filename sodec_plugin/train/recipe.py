@@ -16,6 +16,8 @@ from ..models.objective import DEFAULT_MS_SSIM_WEIGHT
 from ..releases import ENTRIES
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+# `sodec train --stage` of the decoder-only stage (the others are numbered 1-3).
+DECODER_STAGE = "decoder"
 
 
 @dataclass
@@ -60,6 +62,14 @@ class TrainRecipe:
     gan_fraction: float = 0.25
     # Stage 3 trains one rate point of the config (the paper trains one model per rate).
     target_rate_index: int = 0
+    # The decoder stage (`sodec train --stage decoder`, train/guided_decoder.py): the fidelity decoder
+    # alone, reading the guidance (the config's guidance_channels), on latents the codec coded from
+    # `latent_crops` crops: one count per subfolder of the data folder (in name order), or one count
+    # for the whole folder. The guidance modulation learns at `modulation_lr`.
+    decoder: StageRecipe = field(default_factory=lambda: StageRecipe(steps=1500, lr=3e-5, lr_drops=(), batch_size=8,
+                                                                     crop=256))
+    modulation_lr: float = 5e-4
+    latent_crops: tuple[int, ...] = (4000,)
 
     def __post_init__(self) -> None:
         if self.ms_ssim_weight < 0:
@@ -67,8 +77,8 @@ class TrainRecipe:
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, not {self.mixed_precision!r}")
 
-    def stage(self, n: int) -> StageRecipe:
-        return {1: self.stage1, 2: self.stage2, 3: self.stage3}[n]
+    def stage(self, n: int | str) -> StageRecipe:
+        return {1: self.stage1, 2: self.stage2, 3: self.stage3, DECODER_STAGE: self.decoder}[n]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,14 +86,15 @@ class TrainRecipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainRecipe:
         d = dict(d)
-        for k in ("stage1", "stage2", "stage3"):
+        for k in ("stage1", "stage2", "stage3", "decoder"):
             if k in d and isinstance(d[k], dict):
                 s = dict(d[k])
                 if "lr_drops" in s:
                     s["lr_drops"] = tuple(s["lr_drops"])
                 d[k] = StageRecipe(**s)
-        if "rate_weights" in d:
-            d["rate_weights"] = tuple(d["rate_weights"])
+        for k in ("rate_weights", "latent_crops"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
     @classmethod
@@ -98,6 +109,8 @@ def builtin_recipes() -> dict[str, TrainRecipe]:
                        stage1=StageRecipe(steps=4, lr=1e-3, batch_size=2, crop=64),
                        stage2=StageRecipe(steps=4, lr=1e-3, batch_size=1, crop=64),
                        stage3=StageRecipe(steps=8, lr=1e-3, batch_size=1, crop=64),
-                       rate_weights=(0.01, 10.0), gan_fraction=0.25)
+                       rate_weights=(0.01, 10.0), gan_fraction=0.25,
+                       decoder=StageRecipe(steps=4, lr=1e-3, lr_drops=(), batch_size=3, crop=64), modulation_lr=1e-2,
+                       latent_crops=(6,))
     models = {name: TrainRecipe.from_dict(entry.recipe) for name, entry in ENTRIES.items()}
     return {**models, "tiny": tiny, "sodec-sd21": TrainRecipe(mixed_precision="bf16")}

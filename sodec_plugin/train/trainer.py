@@ -26,7 +26,7 @@ import torch
 from ..config import BLOCK_FIELDS, SODECConfig, resolve_config
 from ..models.sodec import DIFFUSION_PREFIX, SODECModel, split_state
 from .data import CropDataset
-from .recipe import TrainRecipe, builtin_recipes
+from .recipe import DECODER_STAGE, TrainRecipe, builtin_recipes
 from .stages import STAGES, StepResult
 
 
@@ -302,14 +302,21 @@ def _accelerator(recipe: TrainRecipe) -> Any:
     return acc
 
 
-def train(config: str, data: str, out: str, stage: int = 1, max_steps: int | None = None, resume: bool = False,
+def train(config: str, data: str, out: str, stage: int | str = 1, max_steps: int | None = None, resume: bool = False,
           recipe: str | None = None, device: str | None = None, init_from: str | None = None,
-          progress: bool = True, max_minutes: float | None = None) -> Trainer:
-    """The `sodec train` command as a function."""
+          progress: bool = True, max_minutes: float | None = None) -> Trainer | Path:
+    """The `sodec train` command as a function. The decoder stage (train/guided_decoder.py) returns the
+    exported model folder; it always resumes from its checkpoint and runs on the CPU."""
     cfg = resolve_config(config)
     recipes = builtin_recipes()
     rname = recipe or (config if config in recipes else "sodec-lite")
     rec = recipes[rname] if rname in recipes else TrainRecipe.load(rname)
+    if stage == DECODER_STAGE:
+        from .guided_decoder import run
+
+        if init_from is None or max_minutes is not None or device not in (None, "cpu"):
+            raise ValueError("the decoder stage needs --init-from and takes no --max-minutes or --device")
+        return run(cfg, rec, data, out, init_from, max_steps=max_steps, command=" ".join(sys.argv))
     if stage > 1 and init_from is None:
         prev = Path(out) / f"model-stage{stage - 1}"
         init_from = str(prev) if prev.exists() else None

@@ -219,6 +219,20 @@ CANDIDATES: tuple[Release, ...] = (
         "crops of the high-resolution photos, already at the trainer's scales, hence downscale 1), for as "
         "many of the 4,000 steps as the run's time allows, from the default `sodec-lite-12`. Not trained yet."),
     ),
+    Release(
+        "sodec-lite-14", None,
+        parent="sodec-lite-12", network={**LITE_GAINED, "guidance_channels": 64},
+        recipe={"seed": 0, "random_downscale": 0.35, "ms_ssim_weight": 0.02, "checkpoint_every": 50, "log_every": 10,
+                "decoder": {"steps": 1500, "lr": 1e-4, "lr_drops": (), "batch_size": 8, "crop": 256},
+                "modulation_lr": 1e-3, "latent_crops": (2600, 1400)},
+        data="train+hr-train",
+        note=(
+        "`sodec-lite-12` with a fidelity decoder that reads the fidelity guidance (`sodec train --stage decoder`): "
+        "the same encoder, entropy model and files; the decoder alone fine-tuned on latents `sodec-lite-12` coded "
+        "from 2,600 crops of the high-resolution photos and 1,400 of the training folder (256 px, at random "
+        "scales down to 0.35), the loss moving with the guidance from MSE (1) to SSIMULACRA2 and CVVDP (0). "
+        "In training."),
+    ),
 )
 
 # The model the package ships and uses when none is named.

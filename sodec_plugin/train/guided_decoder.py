@@ -87,7 +87,7 @@ class GuidedLoss:
             perceptual = (100.0 - s2) / SSIMULACRA2_PER_DB + (10.0 - jod) / JOD_PER_DB + MSE_ANCHOR * db[p]
             loss = loss.clone()
             loss[p] = loss[p] + (1 - t[p]) * perceptual
-            values |= {"ssimulacra2": float(s2.mean()), "jod": float(jod.mean())}
+            values |= {"ssimulacra2": float(s2.detach().mean()), "jod": float(jod.detach().mean())}
         return loss.mean(), values
 
 

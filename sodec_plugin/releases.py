@@ -223,7 +223,7 @@ CANDIDATES: tuple[Release, ...] = (
         "sodec-lite-14", None,
         parent="sodec-lite-12", network={**LITE_GAINED, "guidance_channels": 64},
         recipe={"seed": 0, "random_downscale": 0.35, "ms_ssim_weight": 0.02, "checkpoint_every": 50, "log_every": 10,
-                "decoder": {"steps": 1500, "lr": 1e-4, "lr_drops": (), "batch_size": 8, "crop": 256},
+                "decoder": {"steps": 1500, "lr": 0.0, "lr_drops": (), "batch_size": 8, "crop": 256},
                 "modulation_lr": 1e-3, "latent_crops": (2600, 1400)},
         data="train+hr-train",
         note=(

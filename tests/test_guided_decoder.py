@@ -60,6 +60,15 @@ def test_guidance_changes_the_picture_per_image_and_clamps_to_its_range() -> Non
     assert torch.allclose(both[0], at[0.0][0], atol=1e-6) and torch.allclose(both[1], at[1.0][0], atol=1e-6)
 
 
+def test_the_mse_end_is_the_parent_decoder_whatever_the_modulation_learnt() -> None:
+    src, guided = _guided()
+    _randomise(guided)
+    y = torch.randn(2, src.cfg.latent_channels, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(guided.fidelity_decoder(y, 1.0), src.fidelity_decoder(y))
+        assert not torch.allclose(guided.fidelity_decoder(y, 0.99), src.fidelity_decoder(y), atol=1e-6)
+
+
 def test_streamed_rows_match_the_whole_decode_at_a_guidance() -> None:
     _, guided = _guided()
     _randomise(guided)
@@ -146,6 +155,14 @@ def test_guided_training_caches_coded_latents_lowers_its_loss_and_resumes(tmp_pa
     state = torch.load(out / "decoder.pt", weights_only=True)
     assert state["step"] == 4
     assert (guided.fidelity_decoder.modulation.head.weight != 0).any()
+    # lr 0 trains the modulation alone: the MSE end stays the parent's decoder, bit for bit
+    _, frozen = _guided()
+    frozen_out = tmp_path / "frozen"
+    frozen_out.mkdir()
+    guided_decoder.train(frozen, cache, frozen_out, steps=3, batch=6, lr=0.0, modulation_lr=1e-2, seed=0)
+    with torch.no_grad():
+        assert torch.equal(frozen.fidelity_decoder(y, 1.0), src.fidelity_decoder(y))
+        assert not torch.equal(frozen.fidelity_decoder(y, 0.0), src.fidelity_decoder(y))
     # resuming at the last step trains no further and keeps the checkpoint's weights
     _, again = _guided()
     guided_decoder.train(again, cache, out, steps=4, batch=6, lr=1e-3, modulation_lr=1e-2, seed=0)

@@ -38,8 +38,10 @@ class ChannelAffine(nn.Module):
 
 
 class GuidanceModulation(nn.Module):
-    """The guidance t in [0, 1] -> a (scale, shift) pair per modulated layer, each (B, C, 1, 1).
-    Its last layer starts at zero, so a decoder given it decodes exactly as before, at every t."""
+    """The guidance t in [0, 1] -> a (scale, shift) pair per modulated layer, each (B, C, 1, 1),
+    times (1 - t): at t = 1 (the MSE end) the decoder is exactly the one it was trained from, whatever
+    was learnt. Its last layer starts at zero, so a decoder given it decodes exactly as before, at
+    every t, until trained."""
 
     def __init__(self, widths: list[int], hidden: int) -> None:
         super().__init__()
@@ -50,7 +52,8 @@ class GuidanceModulation(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, t: torch.Tensor) -> list[ChannelAffine]:
-        p = self.head(self.embed(t.reshape(-1, 1).to(self.head.weight.dtype)))
+        t = t.reshape(-1, 1).to(self.head.weight.dtype)
+        p = self.head(self.embed(t)) * (1.0 - t)
         out, i = [], 0
         for c in self.widths:
             scale, shift = p[:, i:i + c], p[:, i + c:i + 2 * c]

@@ -97,11 +97,14 @@ def train(model: SODECModel, cache: dict[str, torch.Tensor], out: Path, *, steps
     optimiser, step) go to out/decoder.pt every `save_every` steps and a run resumes from there.
     Returns the step reached."""
     dec = model.fidelity_decoder
-    dec.train().requires_grad_(True)
+    dec.train().requires_grad_(lr > 0)  # lr 0: the decoder's own weights stay those of its parent
+    dec.modulation.requires_grad_(True)
     mod_params = list(dec.modulation.parameters())
     ids = {id(p) for p in mod_params}
-    base = [p for p in dec.parameters() if id(p) not in ids]
-    opt = torch.optim.Adam([{"params": base, "lr": lr}, {"params": mod_params, "lr": modulation_lr}])
+    groups = [{"params": mod_params, "lr": modulation_lr}]
+    if lr > 0:
+        groups.append({"params": [p for p in dec.parameters() if id(p) not in ids], "lr": lr})
+    opt = torch.optim.Adam(groups)
     ckpt, start = out / "decoder.pt", 0
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)

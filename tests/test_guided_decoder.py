@@ -13,7 +13,7 @@ import torch
 from sodec_plugin import codec
 from sodec_plugin.config import CONFIG_NAME, SODECConfig, builtin_configs
 from sodec_plugin.models.sodec import SODECModel
-from sodec_plugin.train.trainer import warm_start
+from sodec_plugin.train.warm_start import warm_start
 from tests.conftest import kodak_crop
 
 

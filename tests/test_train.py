@@ -14,7 +14,8 @@ import torch
 
 from sodec_plugin.models.sodec import SODECModel
 from sodec_plugin.train.recipe import TrainRecipe, builtin_recipes
-from sodec_plugin.train.trainer import Trainer, resample_gains, train
+from sodec_plugin.train.trainer import Trainer, train
+from sodec_plugin.train.warm_start import resample_gains
 
 TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 

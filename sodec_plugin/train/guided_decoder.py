@@ -23,6 +23,7 @@ from ..config import SODECConfig
 from ..models.sodec import SODECModel
 from .data import CropDataset
 from .recipe import DECODER_STAGE, TrainRecipe
+from .warm_start import warm_start
 
 # dB-like weights of the perceptual end (see the module docstring): on the rate-distortion curves of
 # the bundled model, one dB of PSNR is worth about 6 SSIMULACRA2 points and 0.35 JOD.
@@ -167,8 +168,6 @@ def run(cfg: SODECConfig, recipe: TrainRecipe, data: str | Path, out: str | Path
     """`sodec train --stage decoder`: `init_from`'s model with cfg's guided decoder (warm_start), trained
     on its cached latents to the recipe's steps (or `max_steps`), exported to out/model-decoder (and
     out/model when the recipe's steps are done)."""
-    from .trainer import warm_start
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.guidance_channels:

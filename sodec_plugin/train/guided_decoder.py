@@ -127,7 +127,7 @@ def train(model: SODECModel, cache: dict[str, torch.Tensor], out: Path, *, steps
             loss.backward()
             opt.step()
             if (step + 1) % log_every == 0:
-                log.write(json.dumps({"step": step + 1, "loss": float(loss), **values,
+                log.write(json.dumps({"step": step + 1, "loss": float(loss.detach()), **values,
                                       "seconds": round(time.time() - t0, 1)}) + "\n")
                 log.flush()
             if (step + 1) % save_every == 0 or step + 1 == steps:

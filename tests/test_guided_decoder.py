@@ -21,19 +21,19 @@ def _tiny(**changes: object) -> SODECConfig:
     return dataclasses.replace(builtin_configs()["tiny"], **{"diffusion": None, "name": "tiny-fidelity", **changes})
 
 
-def _guided(seed: int = 0) -> tuple[SODECModel, SODECModel]:
-    """(an unguided tiny model, the same with a guidance modulation added by warm_start)."""
+def _guided(seed: int = 0, *, randomise: bool = False) -> tuple[SODECModel, SODECModel]:
+    """(an unguided tiny model, the same with a guidance modulation added by warm_start); `randomise`
+    gives the modulation a random head, so that the guidance changes the picture."""
     torch.manual_seed(seed)
     src = SODECModel(_tiny()).eval()
     src.compression.codec.update_tables()
-    return src, warm_start(src, _tiny(guidance_channels=8)).eval()
-
-
-def _randomise(model: SODECModel) -> None:
-    head = model.fidelity_decoder.modulation.head
-    with torch.no_grad():
-        torch.nn.init.normal_(head.weight, std=0.5)
-        torch.nn.init.normal_(head.bias, std=0.2)
+    guided = warm_start(src, _tiny(guidance_channels=8)).eval()
+    if randomise:
+        head = guided.fidelity_decoder.modulation.head
+        with torch.no_grad():
+            torch.nn.init.normal_(head.weight, std=0.5)
+            torch.nn.init.normal_(head.bias, std=0.2)
+    return src, guided
 
 
 def test_added_modulation_decodes_exactly_as_before_at_every_guidance() -> None:
@@ -47,8 +47,7 @@ def test_added_modulation_decodes_exactly_as_before_at_every_guidance() -> None:
 
 
 def test_guidance_changes_the_picture_per_image_and_clamps_to_its_range() -> None:
-    _, guided = _guided()
-    _randomise(guided)
+    _, guided = _guided(randomise=True)
     dec = guided.fidelity_decoder
     y = torch.randn(1, guided.cfg.latent_channels, 4, 4)
     with torch.no_grad():
@@ -61,8 +60,7 @@ def test_guidance_changes_the_picture_per_image_and_clamps_to_its_range() -> Non
 
 
 def test_the_mse_end_is_the_parent_decoder_whatever_the_modulation_learnt() -> None:
-    src, guided = _guided()
-    _randomise(guided)
+    src, guided = _guided(randomise=True)
     y = torch.randn(2, src.cfg.latent_channels, 4, 4)
     with torch.no_grad():
         assert torch.equal(guided.fidelity_decoder(y, 1.0), src.fidelity_decoder(y))
@@ -70,8 +68,7 @@ def test_the_mse_end_is_the_parent_decoder_whatever_the_modulation_learnt() -> N
 
 
 def test_streamed_rows_match_the_whole_decode_at_a_guidance() -> None:
-    _, guided = _guided()
-    _randomise(guided)
+    _, guided = _guided(randomise=True)
     dec = guided.fidelity_decoder
     y = torch.randn(1, guided.cfg.latent_channels, 9, 6)
     with torch.no_grad():
@@ -83,8 +80,7 @@ def test_streamed_rows_match_the_whole_decode_at_a_guidance() -> None:
 
 
 def test_default_guidance_round_trips_and_unguided_configs_keep_their_keys(tmp_path) -> None:
-    _, guided = _guided()
-    _randomise(guided)
+    _, guided = _guided(randomise=True)
     guided.cfg = dataclasses.replace(guided.cfg, default_guidance=0.4)
     folder = guided.save_pretrained(tmp_path / "guided")
     saved = json.loads((folder / CONFIG_NAME).read_text())
@@ -101,8 +97,7 @@ def test_default_guidance_round_trips_and_unguided_configs_keep_their_keys(tmp_p
 
 
 def test_a_file_decodes_at_the_models_default_unless_told(tmp_path) -> None:
-    _, guided = _guided()
-    _randomise(guided)
+    _, guided = _guided(randomise=True)
     guided.cfg = dataclasses.replace(guided.cfg, default_guidance=0.0)
     folder = guided.save_pretrained(tmp_path / "guided")
     m = SODECModel.from_folder(folder, optimize=True)

@@ -18,7 +18,7 @@ from PIL import Image
 from . import container, entropy
 from .config import DEFAULT_TILE, LATENT_CELL
 from .container import Chunk, FormatError, SDCFile, check_pixels  # noqa: F401  (check_pixels: re-exported)
-from .rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, position_to_quality, quality_to_position  # noqa: F401
+from .rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, coding_point, position_to_quality, quality_to_position  # noqa: F401
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -135,12 +135,19 @@ def encoder_input(pil: Image.Image, multiple: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
+# Pillow's Lanczos (a = 3) scales a resampled image down for the encoder and the decode back up.
+RESAMPLE_FILTER = Image.Resampling.LANCZOS
+
+
 def compress(image: Any, *, model: Any = None, quality: int | float | None = None, effort: int = DEFAULT_EFFORT,
+             resampling: int | str | None = None,
              icc_profile: bytes | None = None, exif: bytes | None = None, xmp: bytes | None = None,
              device: Any = None, progress: Any = None) -> bytes:
     """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate.
     effort 1..9 searches for latents that code smaller at the same quality (slower; the same
-    decoder and format); `progress(done, total)` is called per search step (and may raise to cancel)."""
+    decoder and format); `progress(done, total)` is called per search step (and may raise to cancel).
+    resampling: None / "auto" codes low qualities at half or a quarter of the size, where that looks
+    better for the bytes (rates.coding_point); 1, 2, 4 or 8 codes at that factor at every quality."""
     import torch
 
     from .engine import get_model
@@ -150,17 +157,20 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     steps = steps_for_effort(effort)
     pil = normalize_mode(to_pil(image))
     m = get_model(model, device=device)
-    position = quality_to_position(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position)
+    factor, position = coding_point(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position,
+                                    width=pil.width, height=pil.height, resampling=resampling)
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
     lc = comp.codec  # the coding side
-    x = encoder_input(pil, lc.pad_multiple())
+    coded = downscaled(pil, factor)
+    x = encoder_input(coded, lc.pad_multiple())
     with torch.inference_mode():
         y, z = comp.analyse(x)
     if steps:
         y, z = refine_latents(comp, m.fidelity_decoder, x, y, z, position=position, steps=steps,
-                              height=pil.height, width=pil.width, ms_ssim_weight=m.ms_ssim_weight, progress=progress)
+                              height=coded.height, width=coded.width, ms_ssim_weight=m.ms_ssim_weight,
+                              progress=progress)
     lat = lc.quantize(y, z, position)
     z_tab, y_tab = lc.tables()
     z_stream = entropy.encode(lat.z_symbols, lc.z_indexes((1, *lat.z_symbols.shape)), z_tab)
@@ -176,7 +186,23 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
         chunks[Chunk.MODEL_NAME] = m.identity.encode()
     return container.pack(SDCFile(width=pil.width, height=pil.height, mode=pil.mode,
                                   model_id=bytes.fromhex(container.model_id_hex(m.digest)), rate_position=position,
-                                  z_stream=z_stream, y_stream=y_stream, chunks=chunks))
+                                  z_stream=z_stream, y_stream=y_stream, chunks=chunks, resample=factor))
+
+
+def downscaled(pil: Image.Image, factor: int) -> Image.Image:
+    """The RGB image the streams code at resampling `factor`: ceil(size / factor), Lanczos (the alpha
+    plane is stored at full size)."""
+    if factor == 1:
+        return pil
+    size = (-(-pil.width // factor), -(-pil.height // factor))
+    return pil.convert("RGB").resize(size, RESAMPLE_FILTER)
+
+
+def upscaled(arr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Decoded 8-bit RGB pixels of a resampled file scaled back to the image's size (Lanczos)."""
+    if arr.shape[:2] == (height, width):
+        return arr
+    return np.asarray(Image.fromarray(arr, "RGB").resize((width, height), RESAMPLE_FILTER))
 
 
 # ---- decompress -------------------------------------------------------------------------------
@@ -204,7 +230,8 @@ def decode_latents(f: SDCFile, m: SODECModel) -> tuple[torch.Tensor, torch.Tenso
 
     lc = m.compression.codec
     pm = lc.pad_multiple()
-    z_shape = lc.z_shape(-(-f.height // pm) * pm, -(-f.width // pm) * pm)
+    width, height = f.coded_size
+    z_shape = lc.z_shape(-(-height // pm) * pm, -(-width // pm) * pm)
     z_tab, _ = lc.tables()
     zi = lc.z_indexes(z_shape)
     try:
@@ -368,9 +395,10 @@ def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any
     check_pixels(f.width, f.height, warn=warn_size)
     m = model_for_file(f, model=model, device=device, dtype=dtype)
     y_hat, z_hat = decode_latents(f, m)
+    width, height = f.coded_size
     x = decode_image(m, y_hat, z_hat, mode=mode, guidance=guidance, tile=tile, draft=draft, progress=progress,
-                     out=np.empty((f.height, f.width, 3), dtype=np.uint8))
-    im = to_output_image(x, f)
+                     out=np.empty((height, width, 3), dtype=np.uint8))
+    im = to_output_image(upscaled(x, f.width, f.height), f)
     for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
         if f.chunk(kind) is not None:
             im.info[Chunk.NAMES[kind]] = f.chunk(kind)
@@ -399,6 +427,6 @@ def read_header(data: bytes | str | Path) -> dict[str, Any]:
     f = container.parse(bytes(data), verify=False, header_only=True)
     return {"width": f.width, "height": f.height, "mode": f.mode, "model_id": f.model_hex,
             "model_name": f.model_name or known_model_ids().get(f.model_hex), "rate_position": f.rate_position,
-            "bits_per_pixel": f.bits_per_pixel,
+            "bits_per_pixel": f.bits_per_pixel, "resampling": f.resample,
             "file_size": f.file_size, "icc_profile": f.chunk(Chunk.ICC) is not None,
             "exif": f.chunk(Chunk.EXIF) is not None, "xmp": f.chunk(Chunk.XMP) is not None}

@@ -6,7 +6,9 @@ Layout (docs/format.md has the full description)::
     [chunk count:varint, then per chunk: type:u8 length:varint data]   (if flags bit 3)
     z length:varint  z stream  y stream  crc32:u32be (of every byte before it)
 
-flags bits 0-2 are the mode (RGB, L, RGBA, LA); bit 3 says chunks follow; bits 4-7 must be 0.
+flags bits 0-2 are the mode (RGB, L, RGBA, LA); bit 3 says chunks follow; bits 4-5 are log2 of the
+resampling factor (the streams code the image at 1/factor of its size, the decoder scales it back);
+bits 6-7 must be 0.
 model is the first 4 bytes of the sha256 of the model's weights. Chunk types below 128 are
 critical (an unknown one is an error); 128 and above may be skipped by readers that do not know them.
 """
@@ -29,6 +31,9 @@ MAX_DIMENSION = 1 << 24
 MODEL_ID_BYTES = 4
 MODEL_ID_HEX_DIGITS = 2 * MODEL_ID_BYTES  # the model id in hex, as names and messages show it
 MAX_CHUNKS = 64
+# Resampling factors a file may name (flags bits 4-5 hold log2 of it): the streams then code an image
+# of ceil(width / factor) x ceil(height / factor), which the decoder scales back up (codec.py).
+RESAMPLE_FACTORS = (1, 2, 4, 8)
 MAX_CHUNK_BYTES = (1 << 32) - 1
 
 
@@ -88,6 +93,12 @@ class SDCFile:
     y_stream: bytes = b""
     chunks: dict[int, bytes] = field(default_factory=dict)
     file_size: int = 0
+    resample: int = 1
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """(width, height) of the image the streams code: the image's size over the resampling factor."""
+        return -(-self.width // self.resample), -(-self.height // self.resample)
 
     @property
     def model_hex(self) -> str:
@@ -153,6 +164,8 @@ def pack(f: SDCFile) -> bytes:
         raise ValueError(f"size {f.width}x{f.height} outside 1..{MAX_DIMENSION}")
     if len(f.model_id) != MODEL_ID_BYTES or not 0 <= f.rate_position <= 255:
         raise ValueError("model id must be 4 bytes and rate position 0..255")
+    if f.resample not in RESAMPLE_FACTORS:
+        raise ValueError(f"resampling factor {f.resample} is not one of {RESAMPLE_FACTORS}")
     if len(f.chunks) > MAX_CHUNKS:
         raise ValueError(f"{len(f.chunks)} chunks; a file holds at most {MAX_CHUNKS}")
     for kind, body in f.chunks.items():
@@ -161,7 +174,7 @@ def pack(f: SDCFile) -> bytes:
                              "or an ancillary one (up to 255)")
         if len(body) > MAX_CHUNK_BYTES:
             raise ValueError(f"chunk {kind} is {len(body)} bytes; at most {MAX_CHUNK_BYTES}")
-    flags = MODES.index(f.mode) | (0x08 if f.chunks else 0)
+    flags = MODES.index(f.mode) | (0x08 if f.chunks else 0) | RESAMPLE_FACTORS.index(f.resample) << 4
     out = bytearray(MAGIC)
     out += bytes([VERSION]) + _varint(f.width - 1) + _varint(f.height - 1) + bytes([flags])
     out += f.model_id + bytes([f.rate_position])
@@ -197,7 +210,7 @@ def parse(data: bytes, *, verify: bool = True, header_only: bool = False) -> SDC
     width = r.varint("width", MAX_DIMENSION - 1) + 1
     height = r.varint("height", MAX_DIMENSION - 1) + 1
     flags = r.u8("flags")
-    if flags & 0xF0 or (flags & 0x07) >= len(MODES):
+    if flags & 0xC0 or (flags & 0x07) >= len(MODES):
         raise FormatError(f"invalid flags byte 0x{flags:02x}")
     model_id = r.take(MODEL_ID_BYTES, "model id")
     rate = r.u8("rate position")
@@ -214,7 +227,8 @@ def parse(data: bytes, *, verify: bool = True, header_only: bool = False) -> SDC
                 raise FormatError(f"unknown critical chunk type {kind}")
             if kind in Chunk.NAMES:
                 chunks[kind] = body
-    f = SDCFile(width, height, MODES[flags & 0x07], model_id, rate, chunks=chunks, file_size=len(data))
+    f = SDCFile(width, height, MODES[flags & 0x07], model_id, rate, chunks=chunks, file_size=len(data),
+                resample=RESAMPLE_FACTORS[flags >> 4 & 0x03])
     if header_only:
         return f
     z_len = r.varint("z stream length", r.end - r.pos)

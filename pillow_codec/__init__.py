@@ -16,14 +16,19 @@ too, and sets defaults for opening and saving (unknown keys warn; see ``plugin.O
 
 Opening reads only the header. ``info`` holds "model" (release name, else the name the
 file records, else the weights id), "model_id" (first 4 bytes of the weights sha256, in hex),
-"rate_position", "bpp" (file bits per pixel), "quality" (when the model's config is at hand:
-a bundled model, or the registered model folder or instance), and "icc_profile", "exif", "xmp"
-when the file has them (``getexif()`` and ``getxmp()`` work as for PNG and WebP).
+"rate_position", "resampling" (1, or the factor 2, 4 or 8 the file was coded smaller by),
+"bpp" (file bits per pixel), "quality" (when the model's config is at hand: a bundled model, or
+the registered model folder or instance), and "icc_profile", "exif", "xmp" when the file has them
+(``getexif()`` and ``getxmp()`` work as for PNG and WebP).
 
-Save options: ``quality``, ``effort``, ``model``, ``device``, ``icc_profile``, ``exif``, ``xmp``.
-``effort`` (0..9, default 0) makes the encoder search for latents that code smaller at the same
-quality: slower saves (about 2.5 s per megapixel per search step on one CPU thread; effort 4 is
-20 steps), the same decoder, files any reader of .sdc decodes. The three
+Save options: ``quality``, ``effort``, ``resampling``, ``model``, ``device``, ``icc_profile``,
+``exif``, ``xmp``. ``effort`` (0..9, default 0) makes the encoder search for latents that code
+smaller at the same quality: slower saves (about 2.5 s per megapixel per search step on one CPU
+thread; effort 4 is 20 steps), the same decoder, files any reader of .sdc decodes.
+``resampling`` ("auto", the default, or 1, 2, 4, 8; anything else raises ValueError) codes the
+image at 1/factor of its width and height and the decoder scales it back up (Lanczos): "auto"
+does so below quality 62.875, at half or a quarter of the size where the shorter side keeps 160
+px (``sodec_plugin.rates.coding_point``); a number forces that factor at every quality. The three
 metadata options fall back to ``im.info`` (pass ``b""`` to drop one); ``exif`` may be an
 ``Image.Exif``, ``xmp`` a str. The encoder runs in memory and the file is written once, so a
 failed save writes nothing, and Pillow removes the file that ``Image.save`` created for it (an
@@ -36,8 +41,12 @@ onto the model's rate positions: ``position = round((quality - 1) / 99 * max_pos
 point (smallest files), 100 the highest, and positions between two rate points interpolate the
 gains in 1/rate_substeps steps. For the releases since sodec-lite-2 (9 rate points, 16
 substeps), positions run 0..128 and quality 75 is position 96, rate point 6; for the first release
-sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. On reading,
-``info["quality"] = round(1 + 99 * position / max_position)``, the quality of that position.
+sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. That is
+the whole mapping from quality 62.875 up, and at every quality with a forced ``resampling``; below
+it "auto" spreads the qualities over the positions of the smaller sizes first. On reading,
+``info["quality"]`` is the quality that codes at the file's factor and position on the image's
+ladder (``rates.point_quality``); a point off the ladder (every full-size file) reads as
+``round(1 + 99 * position / max_position)``.
 
 Modes: RGB, L, RGBA and LA are stored as they are; the alpha of RGBA and LA is kept exactly
 (lossless). Others convert as Pillow users expect (``sodec_plugin.codec.normalize_mode``):

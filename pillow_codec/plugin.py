@@ -42,9 +42,11 @@ from sodec_plugin.rates import (
     DECODE_MODES,
     DEFAULT_EFFORT,
     DEFAULT_QUALITY,
+    RESAMPLING_CHOICES,
     check_effort,
     check_quality,
-    position_to_quality,
+    check_resampling,
+    point_quality,
 )
 
 FORMAT = "SODEC"
@@ -62,6 +64,8 @@ OPTIONS = {
     "dtype": "model dtype for decoding ('fp32', 'fp16', 'bf16' or a torch.dtype)",
     "quality": "default save quality, 1..100",
     "effort": "default save effort, 0..9 (0: fastest; higher: smaller files, slower saves, same decoder)",
+    "resampling": f"default save resampling, one of {RESAMPLING_CHOICES} (auto: low qualities code at 1/2 or 1/4 "
+                  "size where that looks better)",
     "decode_mode": "engine decode path for load(): 'auto', 'diffusion' or 'fidelity'",
     "guidance": "fidelity guidance: higher stays closer to the original (default: the model's own)",
     "tile": "decoder tile size in latent cells for large images (engine default)",
@@ -81,8 +85,8 @@ def options() -> dict[str, Any]:
 def register_sodec_opener(**defaults: Any) -> None:
     """Register the SODEC format with Pillow and update the plugin defaults.
 
-    Known keys are those in OPTIONS (model, device, dtype, quality, effort, decode_mode, guidance, tile);
-    a value of None removes a default; unknown keys warn and are ignored. Calling it again merges.
+    Known keys are those in OPTIONS (model, device, dtype, quality, effort, resampling, decode_mode, guidance,
+    tile); a value of None removes a default; unknown keys warn and are ignored. Calling it again merges.
     """
     for key in [k for k in defaults if k not in OPTIONS]:
         warnings.warn(f"register_sodec_opener: unknown option {key!r} ignored (known: {', '.join(OPTIONS)})",
@@ -92,6 +96,7 @@ def register_sodec_opener(**defaults: Any) -> None:
         check_quality(defaults["quality"])
     if defaults.get("effort") is not None:
         check_effort(defaults["effort"])
+    check_resampling(defaults.get("resampling"))
     if defaults.get("decode_mode") is not None and defaults["decode_mode"] not in DECODE_MODES:
         raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {defaults['decode_mode']!r}")
     with _defaults_lock:
@@ -208,8 +213,11 @@ class SodecImageFile(ImageFile.ImageFile):
         self.info["model"] = name
         self.info["model_id"] = header.model_hex
         self.info["rate_position"] = header.rate_position
+        self.info["resampling"] = header.resample
         if max_position is not None and header.rate_position <= max_position:
-            self.info["quality"] = position_to_quality(header.rate_position, max_position)
+            # the quality on this image's ladder: a low quality may code at 1/2 or 1/4 size (rates.coding_point)
+            self.info["quality"] = point_quality(header.resample, header.rate_position, max_position,
+                                                 width=header.width, height=header.height)
         self.info["bpp"] = self._sdc_header.bits_per_pixel
         for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
             value = header.chunk(kind)
@@ -346,16 +354,18 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     a file it created)."""
     info = im.encoderinfo
     defaults = options()
-    quality, effort, model, device = (info.get(k) if info.get(k) is not None else defaults.get(k)
-                                      for k in ("quality", "effort", "model", "device"))
+    quality, effort, resampling, model, device = (info.get(k) if info.get(k) is not None else defaults.get(k)
+                                                  for k in ("quality", "effort", "resampling", "model", "device"))
     quality = DEFAULT_QUALITY if quality is None else quality
     effort = DEFAULT_EFFORT if effort is None else effort
     check_quality(quality)
     check_effort(effort)
+    check_resampling(resampling)
     metadata = {key: _metadata(im, key) for key in ("icc_profile", "exif", "xmp")}
     image = storable(im)
 
     from sodec_plugin import codec
 
-    data = codec.compress(image, model=model, quality=quality, effort=effort, device=device, **metadata)
+    data = codec.compress(image, model=model, quality=quality, effort=effort, resampling=resampling, device=device,
+                          **metadata)
     fp.write(data)

@@ -1,4 +1,4 @@
-"""pillow_codec in the style of Pillow's plugin tests: registration, header-only open, round trips,
+"""pillow_codec in the style of Pillow's plugin tests: registration, header-only open, round trips, resampling,
 metadata, modes, draft/thumbnail, corrupt and truncated files, bombs, threads.
 
 A tiny random fidelity-only model (made once per module) stands in for sodec-lite: it decodes
@@ -26,7 +26,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 import pillow_codec
 import sodec_plugin
 from pillow_codec import plugin
-from sodec_plugin import codec, container, engine
+from sodec_plugin import codec, container, engine, rates
 from sodec_plugin.container import Chunk, SDCFile
 from tests.conftest import kodak_crop
 
@@ -281,16 +281,21 @@ def test_quality_info_from_a_loaded_model(rgb_file: bytes, model: Path) -> None:
 
 
 # ---- save errors leave nothing behind ------------------------------------------------------------
-@pytest.mark.parametrize("quality", [0, 101, -5, "50", float("nan"), True, [75]])
-def test_bad_quality_raises_and_writes_nothing(quality: object, tmp_path: Path) -> None:
+def assert_save_refused(tmp_path: Path, match: str, **params: object) -> None:
+    """Saving with `params` raises ValueError (matching `match`) and leaves no file and no bytes."""
     path = tmp_path / "bad.sdc"
-    with pytest.raises(ValueError, match="quality"):
-        photo().save(path, quality=quality)
+    with pytest.raises(ValueError, match=match):
+        photo().save(path, **params)
     assert not path.exists()
     buf = io.BytesIO()
-    with pytest.raises(ValueError):
-        photo().save(buf, "SODEC", quality=quality)
+    with pytest.raises(ValueError, match=match):
+        photo().save(buf, "SODEC", **params)
     assert buf.getvalue() == b""
+
+
+@pytest.mark.parametrize("quality", [0, 101, -5, "50", float("nan"), True, [75]])
+def test_bad_quality_raises_and_writes_nothing(quality: object, tmp_path: Path) -> None:
+    assert_save_refused(tmp_path, "quality", quality=quality)
 
 
 @pytest.mark.parametrize("effort", [-1, 10, 1.5, "2", True])
@@ -323,6 +328,70 @@ def test_failed_encode_writes_nothing(tmp_path: Path) -> None:
 def test_unsupported_mode_raises_value_error() -> None:
     with pytest.raises(ValueError, match="mode"):
         plugin.storable(types.SimpleNamespace(mode="BGR;24", info={}))  # type: ignore[arg-type]
+
+
+# ---- resampling -----------------------------------------------------------------------------------
+# The half-size rung of the ladder needs a shorter side of 2 x MIN_CODED_SIDE = 320 px: the "auto" test
+# uses the smallest such image, at a quality below FULL_SIZE_FROM; forced factors work at any size.
+LADDER_SIZE = (2 * rates.MIN_CODED_SIDE, 2 * rates.MIN_CODED_SIDE)
+BAD_RESAMPLING = [0, 3, 16, "2", 2.5, True, "none"]
+
+
+def test_forced_half_size_round_trips(model: Path) -> None:
+    """resampling=2 on an image too small for the ladder: coded at 25x20 (ceil), read back at 49x40 RGBA with
+    its alpha exact, the engine's own decode; info says the factor and the quality of its point."""
+    src = photo(2, (49, 40)).convert("RGBA")
+    src.putalpha(ramp_alpha(src.size))
+    data = to_bytes(src, quality=40, resampling=2)
+    assert data == sodec_plugin.compress(src, model=str(model), quality=40, resampling=2)
+    f = container.parse(data)
+    assert (f.resample, f.coded_size) == (2, (25, 20))
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.size, im.mode, im.info["resampling"]) == ((49, 40), "RGBA", 2)
+        # no ladder at this size: the plain mapping's quality, which codes at the same point
+        assert im.info["quality"] == codec.position_to_quality(f.rate_position, TINY_MAX_POSITION) == 41
+        assert rates.coding_point(im.info["quality"], TINY_MAX_POSITION, width=49, height=40,
+                                  resampling=2) == (2, f.rate_position)
+        im.load()
+        assert_image_equal(im, sodec_plugin.decompress(data, model=str(model)))
+        assert_image_equal(im.getchannel("A"), src.getchannel("A"))
+
+
+def test_auto_resampling_reads_back_the_quality_on_the_ladder() -> None:
+    """A low quality codes at half size; info["quality"] is the ladder's quality of that point (not the plain
+    mapping of its position), and saving again at it writes the same file."""
+    src = photo(5, LADDER_SIZE, left=0, top=0)
+    data = to_bytes(src, quality=20)
+    f = container.parse(data)
+    assert (f.resample, f.coded_size) == (2, (LADDER_SIZE[0] // 2, LADDER_SIZE[1] // 2))
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["resampling"] == 2
+        quality = im.info["quality"]
+    width, height = LADDER_SIZE
+    assert quality == rates.point_quality(2, f.rate_position, TINY_MAX_POSITION, width=width, height=height)
+    assert quality != codec.position_to_quality(f.rate_position, TINY_MAX_POSITION)
+    assert rates.coding_point(quality, TINY_MAX_POSITION, width=width, height=height) == (2, f.rate_position)
+    assert to_bytes(src, quality=quality) == data
+    assert to_bytes(src, quality=20, resampling="auto") == data
+
+
+def test_full_size_files_say_factor_one(rgb_file: bytes) -> None:
+    with Image.open(io.BytesIO(rgb_file)) as im:
+        assert im.info["resampling"] == 1 and im.info["quality"] == 60
+
+
+@pytest.mark.parametrize("resampling", BAD_RESAMPLING)
+def test_bad_resampling_raises_and_writes_nothing(resampling: object, tmp_path: Path) -> None:
+    assert_save_refused(tmp_path, "resampling", resampling=resampling)
+    with pytest.raises(ValueError, match="resampling"):
+        pillow_codec.register_sodec_opener(resampling=resampling)
+
+
+def test_resampling_from_save_and_opener() -> None:
+    pillow_codec.register_sodec_opener(resampling=4)
+    assert plugin.options()["resampling"] == 4
+    assert container.parse(to_bytes(photo(4))).resample == 4
+    assert container.parse(to_bytes(photo(4), resampling=1)).resample == 1
 
 
 # ---- metadata ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from sodec_plugin.config import DEFAULT_TILE, LATENT_CELL, SODECConfig
 from sodec_plugin.hub import DEFAULT_MODEL, bundled_models
-from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY
+from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, RESAMPLING_CHOICES
 
 from . import model_loading, paths
 
@@ -24,6 +24,9 @@ BITSTREAM_TYPE = "SODEC_BITSTREAM"
 # node shows is what every model does; "diffusion" and "fidelity" stay (workflows saved with them load as before).
 DECODE_PATHS = DECODE_MODES
 DEFAULT_DECODE_PATH = "auto"
+# The resampling combo's choices (ComfyUI combos hold strings) and what compress takes for each.
+RESAMPLING_BY_NAME: dict[str, int | str] = {str(choice): choice for choice in RESAMPLING_CHOICES}
+DEFAULT_RESAMPLING = "auto"
 
 
 def model_default_guidance(folder: Path | None = None) -> float:
@@ -96,13 +99,15 @@ class SODECBitstream:
         return sum(h["bits_per_pixel"] for h in heads) / len(heads) if heads else 0.0
 
     def summary(self) -> list[str]:
-        """A line per file, for the node to show: size, bytes, bits per pixel and the model it names."""
+        """A line per file, for the node to show: size, bytes, bits per pixel, the resampling factor where the
+        file codes a smaller image, and the model it names."""
         out = []
         for i, (data, h) in enumerate(zip(self.files, self.headers(), strict=True)):
             name = self.names[i] if i < len(self.names) else f"item {i}"
             model = h["model_name"] or f"model id {h['model_id'][:16]}"
+            resampled = f", coded at 1/{h['resampling']} size" if h["resampling"] != 1 else ""
             out.append(f"{name}: {h['width']}x{h['height']} {h['mode']}, {len(data):,} bytes, "
-                       f"{h['bits_per_pixel']:.4f} bpp, {model}")
+                       f"{h['bits_per_pixel']:.4f} bpp{resampled}, {model}")
         return out
 
 
@@ -125,12 +130,16 @@ def _alpha_from_mask(mask: Any, n: int, height: int, width: int) -> Any:
 
 
 def encode_images(handle: model_loading.SODECModelHandle, images: Any, quality: int = DEFAULT_QUALITY,
-                  hooks: RunHooks | None = None, mask: Any = None, effort: int = DEFAULT_EFFORT) -> SODECBitstream:
+                  hooks: RunHooks | None = None, mask: Any = None, effort: int = DEFAULT_EFFORT,
+                  resampling: str = DEFAULT_RESAMPLING) -> SODECBitstream:
     """SODECEncode: IMAGE (B, H, W, C float in [0, 1]) to one .sdc file per batch item; an optional
     MASK becomes the stored alpha (kept exactly, as 8-bit). With effort, the progress bar (and
-    cancelling) follows the encoder's search steps."""
+    cancelling) follows the encoder's search steps. resampling: a RESAMPLING_BY_NAME choice."""
     import sodec_plugin
 
+    if str(resampling) not in RESAMPLING_BY_NAME:
+        raise ValueError(f"resampling must be one of {list(RESAMPLING_BY_NAME)}, got {resampling!r}")
+    factor = RESAMPLING_BY_NAME[str(resampling)]
     if getattr(images, "ndim", 0) != 4:
         raise ValueError(f"IMAGE must be a (batch, height, width, channels) tensor, got shape "
                          f"{tuple(getattr(images, 'shape', ()))}")
@@ -149,7 +158,7 @@ def encode_images(handle: model_loading.SODECModelHandle, images: Any, quality: 
             hooks.progress(i + done / total)
 
         files.append(sodec_plugin.compress(item.numpy(), model=model, quality=quality, effort=effort,
-                                           progress=step_done))
+                                           resampling=factor, progress=step_done))
         hooks.progress(i + 1)
     return SODECBitstream(files, [f"item {i}" for i in range(n)], images)
 

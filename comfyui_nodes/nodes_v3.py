@@ -70,9 +70,10 @@ class SODECEncode(io.ComfyNode):
         return v3_schema("SODECEncode")
 
     @classmethod
-    def execute(cls, image: Any, sodec_model: Any, quality: int = DEFAULT_QUALITY,
-                mask: Any = None, effort: int = DEFAULT_EFFORT) -> io.NodeOutput:
-        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask, effort=effort)
+    def execute(cls, image: Any, sodec_model: Any, quality: int = DEFAULT_QUALITY, mask: Any = None,
+                effort: int = DEFAULT_EFFORT, resampling: str = coding.DEFAULT_RESAMPLING) -> io.NodeOutput:
+        return _run("SODECEncode", image=image, sodec_model=sodec_model, quality=quality, mask=mask, effort=effort,
+                    resampling=resampling)
 
 
 class SODECDecode(io.ComfyNode):

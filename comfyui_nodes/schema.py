@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT
+from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY, FULL_SIZE_FROM, MAX_EFFORT, MIN_CODED_SIDE
 
 from . import coding, files, model_loading
 
@@ -63,8 +63,10 @@ def run_loader(model_name: str, hub_repo_id: str = "", revision: str = "", devic
 
 
 def run_encode(image: Any, sodec_model: model_loading.SODECModelHandle, quality: int = DEFAULT_QUALITY,
-               mask: Any = None, effort: int = DEFAULT_EFFORT) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    bits = coding.encode_images(sodec_model, image, int(quality), mask=mask, effort=int(effort))
+               mask: Any = None, effort: int = DEFAULT_EFFORT,
+               resampling: str = coding.DEFAULT_RESAMPLING) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    bits = coding.encode_images(sodec_model, image, int(quality), mask=mask, effort=int(effort),
+                                resampling=resampling)
     return (bits, bits.mean_bpp()), {"text": bits.summary()}
 
 
@@ -109,7 +111,7 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
     NodeDef(
         "SODECEncode", "SODEC Encode",
         "Compresses each image of the batch to a SODEC bitstream (.sdc); also gives the mean bits per pixel. "
-        "After a run the node shows each file's size, bits per pixel and model.",
+        "After a run the node shows each file's size, bits per pixel, resampling (when not 1) and model.",
         (
             In("image", "IMAGE", "Images to compress (a batch gives one bitstream per image)."),
             MODEL_IN,
@@ -120,6 +122,11 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             In("effort", "INT", "Encoder search: 0 is fastest; 1 to 9 search longer for latents that code smaller "
                "at the same quality (slower encoding, the same decoder and files).", DEFAULT_EFFORT, min=0,
                max=MAX_EFFORT, step=1, optional=True),
+            In("resampling", "COMBO", "Codes the image at 1/2, 1/4 or 1/8 of its width and height; the decoder "
+               f"scales it back up. auto: below quality {1 + 99 * FULL_SIZE_FROM:g}, at half or a quarter of the size "
+               f"where the shorter side keeps {MIN_CODED_SIDE} px (fewer bytes for the same look at low rates); 1, 2, "
+               "4, 8: that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
+               tuple(coding.RESAMPLING_BY_NAME), optional=True),
         ),
         (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
          Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),

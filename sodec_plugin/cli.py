@@ -22,7 +22,7 @@ from .eval.baselines import DEFAULT_BASELINES
 from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT
+from .rates import DECODE_MODES, DEFAULT_EFFORT, FULL_SIZE_FROM, MAX_EFFORT, MIN_CODED_SIDE, RESAMPLING_CHOICES
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -134,9 +134,9 @@ def _compress(args: argparse.Namespace) -> int:
     def work(src: Path, dst: Path) -> None:
         with Image.open(src) as im:
             im.load()
-            data = compress(im, model=args.model, quality=args.quality, effort=args.effort, device=args.device,
-                            icc_profile=im.info.get("icc_profile"), exif=im.info.get("exif"),
-                            xmp=xmp_of(im.info))
+            data = compress(im, model=args.model, quality=args.quality, effort=args.effort,
+                            resampling=args.resampling, device=args.device, icc_profile=im.info.get("icc_profile"),
+                            exif=im.info.get("exif"), xmp=xmp_of(im.info))
         write_atomic(dst, data, args.force)
         if not args.quiet and len(args.inputs) == 1 and Path(args.inputs[0]).is_file():
             print(f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (im.width * im.height):.4f} bpp")
@@ -218,15 +218,35 @@ def _info(args: argparse.Namespace) -> int:
     status = 0
     for src, _ in items:
         try:
-            h = read_header(src.read_bytes())
+            data = src.read_bytes()
+            h = read_header(data)
         except (OSError, ValueError) as e:
             print(f"{src}: error: {e}", file=sys.stderr)
             status = 1
             continue
         print(json.dumps({"file": str(src), **h}) if args.json else
               f"{src}: {h['width']}x{h['height']} {h['mode']}, {h['file_size']} bytes, {h['bits_per_pixel']:.4f} bpp, "
-              f"model {h['model_name'] or 'unknown'} ({h['model_id']}), rate position {h['rate_position']}")
+              f"model {h['model_name'] or 'unknown'} ({h['model_id']}), rate position {h['rate_position']}"
+              + _resampling_note(data, h["resampling"]))
     return status
+
+
+def _resampling_note(data: bytes, factor: int) -> str:
+    """", resampled 1/F (coded WxH)" for a file whose streams code a smaller image; "" otherwise."""
+    if factor == 1:
+        return ""
+    from .container import parse
+
+    width, height = parse(data, verify=False, header_only=True).coded_size
+    return f", resampled 1/{factor} (coded {width}x{height})"
+
+
+def _resampling_arg(value: str) -> int | str:
+    """--resampling: auto, or a factor as compress takes it."""
+    for choice in RESAMPLING_CHOICES:
+        if value == str(choice):
+            return choice
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(map(str, RESAMPLING_CHOICES))}")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -346,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--effort", type=int, default=DEFAULT_EFFORT, choices=range(MAX_EFFORT + 1), metavar="0-9",
                    help="encoder search, 0 (default, fastest) to 9: smaller files at the same quality, slower "
                         "encoding, the same decoder")
+    c.add_argument("--resampling", type=_resampling_arg, default="auto",
+                   metavar="{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}",
+                   help="code the image at 1/F of its width and height; the decoder scales it back up (Lanczos). "
+                        f"auto (default): below quality {1 + 99 * FULL_SIZE_FROM:g}, at 1/2 or 1/4 where the "
+                        f"shorter side keeps {MIN_CODED_SIDE} px, which looks better for the bytes at low rates")
     c.set_defaults(func=_compress)
     d = sub.add_parser("decompress", help=".sdc -> images")
     common(d)

@@ -26,7 +26,7 @@ from ..eval.baselines import CODECS, available_codecs, bpp_of, match_rate
 from ..eval.cache import EvalCache, digest
 from ..eval.scores import WHOLE_IMAGE_METRICS, Scorer
 from ..metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
-from ..rates import check_effort, check_quality, position_to_quality
+from ..rates import check_effort, check_quality, point_quality
 
 Progress = Callable[[float, str], None]
 log = logging.getLogger("sodec.demo")
@@ -374,13 +374,14 @@ class Comparer:
         dec_s = time.perf_counter() - t0
         header = codec.read_header(upload.sdc)
         named = header["model_name"] or header["model_id"]
+        quality = point_quality(f.resample, f.rate_position, m.cfg.max_rate_position, width=f.width, height=f.height)
         entry = Coded("sodec", f"SODEC ({named})", _rgb_array(decoded),
-                      nbytes=len(upload.sdc),
-                      setting=f"quality {position_to_quality(f.rate_position, m.cfg.max_rate_position)}"
-                      + _guidance_setting(m, mode, guidance), dec_s=dec_s)
+                      nbytes=len(upload.sdc), setting=f"quality {quality:g}" + _guidance_setting(m, mode, guidance),
+                      dec_s=dec_s)
         columns, rows = self._table(None, [entry], [])
+        resampled = f", coded at 1/{f.resample} size" if f.resample != 1 else ""
         summary = (f"**{upload.name}**: {f.width}x{f.height} {f.mode}, {len(upload.sdc):,} bytes, "
-                   f"{header['bits_per_pixel']:.4f} bpp, model {named}.")
+                   f"{header['bits_per_pixel']:.4f} bpp{resampled}, model {named}.")
         say(1.0, "done")
         return Result([entry], upload.sdc, decoded, columns, rows, summary, list(upload.notes))
 

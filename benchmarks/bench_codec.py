@@ -372,7 +372,8 @@ def network_macs(m: Any, op: str, image: Image.Image | None, data: bytes | None)
 
         def decode() -> Any:
             try:  # this engine's decoder, writing 8-bit pixels as decode_file does
-                return codec.decode_image(m, y_hat, z_hat, "fidelity", out=np.empty((f.height, f.width, 3), np.uint8))
+                width, height = getattr(f, "coded_size", (f.width, f.height))  # engines before resampling
+                return codec.decode_image(m, y_hat, z_hat, "fidelity", out=np.empty((height, width, 3), np.uint8))
             except TypeError:  # an engine without that output
                 return codec.decode_image(m, y_hat, z_hat, "fidelity")
 

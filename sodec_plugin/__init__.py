@@ -2,7 +2,7 @@
 
 Public API (imports of torch and diffusers happen on first use, not at import):
     load_model(name_or_path=None, *, revision=None, device=None, dtype=None)
-    compress(image, *, model=None, quality=None, effort=0) -> bytes
+    compress(image, *, model=None, quality=None, effort=0, resampling="auto") -> bytes
     decompress(data, *, model=None, device=None, mode="auto", guidance=None) -> PIL.Image
     read_header(data) -> dict  (pure Python)
 """

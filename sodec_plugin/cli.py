@@ -22,7 +22,7 @@ from .eval.baselines import DEFAULT_BASELINES
 from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES, DEFAULT_EFFORT, FULL_SIZE_FROM, MAX_EFFORT, MIN_CODED_SIDE, RESAMPLING_CHOICES
+from .rates import DECODE_MODES, DEFAULT_EFFORT, FULL_SIZE_QUALITY, MAX_EFFORT, MIN_CODED_SIDE, RESAMPLING_CHOICES
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -227,18 +227,16 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps({"file": str(src), **h}) if args.json else
               f"{src}: {h['width']}x{h['height']} {h['mode']}, {h['file_size']} bytes, {h['bits_per_pixel']:.4f} bpp, "
               f"model {h['model_name'] or 'unknown'} ({h['model_id']}), rate position {h['rate_position']}"
-              + _resampling_note(data, h["resampling"]))
+              + _resampling_note(h))
     return status
 
 
-def _resampling_note(data: bytes, factor: int) -> str:
+def _resampling_note(header: dict[str, object]) -> str:
     """", resampled 1/F (coded WxH)" for a file whose streams code a smaller image; "" otherwise."""
-    if factor == 1:
+    if header["resampling"] == 1:
         return ""
-    from .container import parse
-
-    width, height = parse(data, verify=False, header_only=True).coded_size
-    return f", resampled 1/{factor} (coded {width}x{height})"
+    width, height = header["coded_size"]
+    return f", resampled 1/{header['resampling']} (coded {width}x{height})"
 
 
 def _resampling_arg(value: str) -> int | str:
@@ -369,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resampling", type=_resampling_arg, default="auto",
                    metavar="{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}",
                    help="code the image at 1/F of its width and height; the decoder scales it back up (Lanczos). "
-                        f"auto (default): below quality {1 + 99 * FULL_SIZE_FROM:g}, at 1/2 or 1/4 where the "
+                        f"auto (default): below quality {FULL_SIZE_QUALITY:g}, at 1/2 or 1/4 where the "
                         f"shorter side keeps {MIN_CODED_SIDE} px, which looks better for the bytes at low rates")
     c.set_defaults(func=_compress)
     d = sub.add_parser("decompress", help=".sdc -> images")

@@ -427,6 +427,6 @@ def read_header(data: bytes | str | Path) -> dict[str, Any]:
     f = container.parse(bytes(data), verify=False, header_only=True)
     return {"width": f.width, "height": f.height, "mode": f.mode, "model_id": f.model_hex,
             "model_name": f.model_name or known_model_ids().get(f.model_hex), "rate_position": f.rate_position,
-            "bits_per_pixel": f.bits_per_pixel, "resampling": f.resample,
+            "bits_per_pixel": f.bits_per_pixel, "resampling": f.resample, "coded_size": f.coded_size,
             "file_size": f.file_size, "icc_profile": f.chunk(Chunk.ICC) is not None,
             "exif": f.chunk(Chunk.EXIF) is not None, "xmp": f.chunk(Chunk.XMP) is not None}

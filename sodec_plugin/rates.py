@@ -47,6 +47,7 @@ def position_to_quality(position: int, max_position: int) -> int:
 # half of it, each (factor, first position, last position) in fractions of the positions. Every join
 # lands on more bytes and a better picture, so the ladder stays monotone (docs/results.md, resampling).
 FULL_SIZE_FROM = 0.625
+FULL_SIZE_QUALITY = 1.0 + 99.0 * FULL_SIZE_FROM  # where full size starts, as quality (62.875)
 LOWER_RUNGS = ((4, 0.0, 0.8125), (2, 0.5625, 0.875))
 # A rung needs the coded image's shorter side to keep this many pixels (a quarter-size Kodak image,
 # 128 px, gave worse pictures than half size at every rate). The first rung an image can use starts

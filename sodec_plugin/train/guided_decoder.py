@@ -46,7 +46,9 @@ def cache_latents(model: SODECModel, data: CropDataset, *, count: int, seed: int
         _, x = data.sample(rng)
         arr = (x * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
         quality = int(rng.integers(1, max_quality + 1))
-        data_bytes = codec.compress(Image.fromarray(arr.permute(1, 2, 0).numpy()), model=model, quality=quality)
+        # resampling=1: the decoder learns on the latents of the crop itself, at its size.
+        data_bytes = codec.compress(Image.fromarray(arr.permute(1, 2, 0).numpy()), model=model, quality=quality,
+                                    resampling=1)
         y_hat, _ = codec.decode_latents(container.parse(data_bytes), model)
         crops.append(arr)
         qualities.append(quality)

@@ -1,0 +1,136 @@
+"""Resampling: the flags field, the quality ladder (rates.coding_point) and the codec's round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sodec_plugin as sp
+from sodec_plugin import codec, container, rates
+from sodec_plugin.container import FormatError, SDCFile
+from tests.conftest import kodak_crop
+
+MAX_POSITION = 128
+FLAGS = 7  # the flags byte of _file(): after magic, version and the varints 1000 (2 bytes) and 66
+SIZES = [(4000, 3000), (2048, 1365), (768, 512), (481, 321), (319, 800), (200, 200), (1, 1)]
+
+
+def _file(resample: int) -> SDCFile:
+    return SDCFile(width=1001, height=67, mode="RGBA", model_id=b"\x01\x02\x03\x04", rate_position=9,
+                   z_stream=b"z" * 5, y_stream=b"y" * 9, chunks={container.Chunk.ICC: b"icc"}, resample=resample)
+
+
+@pytest.mark.parametrize("factor", container.RESAMPLE_FACTORS)
+def test_factor_round_trips_in_the_flags(factor):
+    data = container.pack(_file(factor))
+    f = container.parse(data)
+    assert f.resample == factor and f.coded_size == (-(-1001 // factor), -(-67 // factor))
+    assert data[FLAGS] >> 4 == container.RESAMPLE_FACTORS.index(factor)
+    assert (f.width, f.height, f.mode, f.z_stream, f.y_stream) == (1001, 67, "RGBA", b"z" * 5, b"y" * 9)
+
+
+def test_unresampled_files_keep_their_bytes():
+    """Factor 1 leaves bits 4-7 zero: the bytes every earlier writer produced."""
+    assert container.pack(_file(1))[FLAGS] == container.MODES.index("RGBA") | 0x08
+
+
+@pytest.mark.parametrize("bits", [0x40, 0x80, 0xC0])
+def test_reserved_flag_bits_are_refused(bits):
+    data = bytearray(container.pack(_file(1)))
+    data[FLAGS] |= bits
+    with pytest.raises(FormatError, match="flags"):
+        container.parse(bytes(data), verify=False)
+
+
+@pytest.mark.parametrize("factor", [0, 3, 16, -2])
+def test_pack_refuses_other_factors(factor):
+    with pytest.raises(ValueError, match="resampling factor"):
+        container.pack(_file(factor))
+
+
+def _ladder(width: int, height: int) -> list[tuple[int, int]]:
+    qualities = np.round(np.arange(1.0, 100.001, 0.05), 2)
+    return [rates.coding_point(float(q), MAX_POSITION, width=width, height=height) for q in qualities]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ladder_climbs_factor_by_factor(size):
+    """Factors only fall and positions only rise within a factor as quality rises; the top stays the
+    plain mapping; no rung takes a shorter side under MIN_CODED_SIDE."""
+    points = _ladder(*size)
+    for (f0, p0), (f1, p1) in zip(points, points[1:], strict=False):
+        assert f1 < f0 or (f1 == f0 and p1 >= p0)
+    assert points[-1] == (1, MAX_POSITION)
+    for q in (62.875, 75, 90):
+        assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) == (
+            1, rates.quality_to_position(q, MAX_POSITION))
+    assert all(f == 1 or min(size) / f >= rates.MIN_CODED_SIDE for f, _ in points)
+    assert points[0][1] == 0  # the lowest quality is the lowest position of the first rung
+
+
+def test_ladder_by_image_size():
+    assert {f for f, _ in _ladder(4000, 3000)} == {4, 2, 1}
+    assert {f for f, _ in _ladder(768, 512)} == {2, 1}  # a quarter would leave 128 px
+    assert _ladder(200, 200) == [(1, rates.quality_to_position(q, MAX_POSITION))
+                                 for q in np.round(np.arange(1.0, 100.001, 0.05), 2)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_point_quality_inverts_the_ladder(size):
+    width, height = size
+    for q in range(1, 101):
+        factor, position = rates.coding_point(q, MAX_POSITION, width=width, height=height)
+        back = rates.point_quality(factor, position, MAX_POSITION, width=width, height=height)
+        assert rates.coding_point(back, MAX_POSITION, width=width, height=height) == (factor, position)
+
+
+def test_forced_factor_keeps_the_plain_mapping():
+    for factor in (1, 2, 4, 8):
+        assert rates.coding_point(30, MAX_POSITION, width=64, height=64, resampling=factor) == (
+            factor, rates.quality_to_position(30, MAX_POSITION))
+    assert rates.coding_point(30, MAX_POSITION, width=4000, height=3000, resampling="auto") == \
+        rates.coding_point(30, MAX_POSITION, width=4000, height=3000)
+
+
+@pytest.mark.parametrize("bad", [0, 3, "2", 2.5, True, "none"])
+def test_bad_resampling_is_refused(tiny_fidelity, bad):
+    with pytest.raises(ValueError, match="resampling"):
+        sp.compress(kodak_crop(), model=str(tiny_fidelity), quality=10, resampling=bad)
+
+
+def test_resampled_file_codes_the_downscaled_image(tiny_fidelity):
+    """The streams of a half-size file are those of the Lanczos-downscaled image coded at full size,
+    and its decode is that image's decode scaled back up."""
+    im = kodak_crop(2, (0, 0, 330, 322))
+    data = sp.compress(im, model=str(tiny_fidelity), quality=1)
+    f = container.parse(data)
+    assert (f.resample, f.coded_size, (f.width, f.height)) == (2, (165, 161), (330, 322))
+    small = im.resize((165, 161), codec.RESAMPLE_FILTER)
+    direct = container.parse(sp.compress(small, model=str(tiny_fidelity), quality=1, resampling=1))
+    assert (f.z_stream, f.y_stream, f.rate_position) == (direct.z_stream, direct.y_stream, direct.rate_position)
+    out = sp.decompress(data, model=str(tiny_fidelity))
+    expect = np.asarray(sp.decompress(container.pack(direct), model=str(tiny_fidelity)).resize(
+        (330, 322), codec.RESAMPLE_FILTER))
+    assert out.size == (330, 322) and np.array_equal(np.asarray(out), expect)
+    assert sp.read_header(data)["resampling"] == 2
+
+
+def test_high_quality_writes_what_it_always_did(tiny_fidelity):
+    im = kodak_crop(4, (0, 0, 400, 352))
+    assert sp.compress(im, model=str(tiny_fidelity), quality=75) == sp.compress(
+        im, model=str(tiny_fidelity), quality=75, resampling=1)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "L"])
+def test_forced_factor_keeps_mode_and_exact_alpha(tiny_fidelity, mode):
+    rgb = kodak_crop(6, (0, 0, 37, 29))
+    im = rgb.convert("RGB" if mode.startswith("RGB") else "L")
+    if "A" in mode:
+        im.putalpha(Image.fromarray((np.arange(37 * 29) % 253).reshape(29, 37).astype(np.uint8), "L"))
+    data = sp.compress(im, model=str(tiny_fidelity), quality=40, resampling=8)
+    assert container.parse(data).coded_size == (5, 4)
+    out = sp.decompress(data, model=str(tiny_fidelity))
+    assert out.size == (37, 29) and out.mode == mode
+    if "A" in mode:
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(im.getchannel("A")))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY, FULL_SIZE_QUALITY, MAX_EFFORT, MIN_CODED_SIDE
+from sodec_plugin.rates import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, describe_ladders
 
 from . import coding, files, model_loading
 
@@ -123,9 +123,8 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
                "at the same quality (slower encoding, the same decoder and files).", DEFAULT_EFFORT, min=0,
                max=MAX_EFFORT, step=1, optional=True),
             In("resampling", "COMBO", "Codes the image at 1/2, 1/4 or 1/8 of its width and height; the decoder "
-               f"scales it back up. auto: below quality {FULL_SIZE_QUALITY:g}, at half or a quarter of the size "
-               f"where the shorter side keeps {MIN_CODED_SIDE} px (fewer bytes for the same look at low rates); 1, 2, "
-               "4, 8: that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
+               f"scales it back up. auto, where that looks better for the bytes: {describe_ladders()}. 1, 2, 4, 8: "
+               "that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
                tuple(coding.RESAMPLING_BY_NAME), optional=True),
         ),
         (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),

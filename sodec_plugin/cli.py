@@ -22,7 +22,7 @@ from .eval.baselines import DEFAULT_BASELINES
 from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES, DEFAULT_EFFORT, FULL_SIZE_QUALITY, MAX_EFFORT, MIN_CODED_SIDE, RESAMPLING_CHOICES
+from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT, RESAMPLING_CHOICES, describe_ladders
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -367,8 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resampling", type=_resampling_arg, default="auto",
                    metavar="{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}",
                    help="code the image at 1/F of its width and height; the decoder scales it back up (Lanczos). "
-                        f"auto (default): below quality {FULL_SIZE_QUALITY:g}, at 1/2 or 1/4 where the "
-                        f"shorter side keeps {MIN_CODED_SIDE} px, which looks better for the bytes at low rates")
+                        f"auto (default), where that looks better for the bytes: {describe_ladders()}")
     c.set_defaults(func=_compress)
     d = sub.add_parser("decompress", help=".sdc -> images")
     common(d)

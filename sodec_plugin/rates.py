@@ -40,20 +40,26 @@ def position_to_quality(position: int, max_position: int) -> int:
 
 # ---- resampling: code the image smaller where that looks better at the same size -----------------
 # A photo coded at half or a quarter of its size and scaled back up (Lanczos) beats the same model
-# at full size at low rates: on photos of 1.5-6.5 MP at 0.01-0.05 bpp by 1-5 dB PSNR and 5-35
-# SSIMULACRA2 points, and at half size on 0.15-0.4 MP photos up to about 0.1 bpp. So below
-# FULL_SIZE_FROM (a fraction of the model's rate positions; the qualities from there up code as they
-# always did) quality climbs LOWER_RUNGS: the model's positions at a quarter of the size, then at
-# half of it, each (factor, first position, last position) in fractions of the positions. Every join
-# lands on more bytes and a better picture, so the ladder stays monotone (docs/results.md, resampling).
-FULL_SIZE_FROM = 0.625
-FULL_SIZE_QUALITY = 1.0 + 99.0 * FULL_SIZE_FROM  # where full size starts, as quality (62.875)
-LOWER_RUNGS = ((4, 0.0, 0.8125), (2, 0.5625, 0.875))
-# A rung needs the coded image's shorter side to keep this many pixels (a quarter-size Kodak image,
-# 128 px, gave worse pictures than half size at every rate). The first rung an image can use starts
-# at the lowest position.
-MIN_CODED_SIDE = 160
+# at full size at low rates: on photos of 1.5-6.5 MP at 0.016-0.04 bpp by 0.6-3.9 dB PSNR and 10-35
+# SSIMULACRA2 points at half size, and by more at a quarter below 0.01 bpp; on photos of 0.15-0.4 MP
+# at half size up to about 0.08 bpp (docs/results.md, resampling). So at low qualities the encoder
+# climbs the rungs of its image's ladder: the model's positions at a quarter of the size, then at half
+# of it, then full size from `full` up, where every quality codes as it did before resampling. A
+# ladder: (shorter side at least, rungs as (factor, first position, last position), full), positions
+# in fractions of the model's. An image takes the first ladder its shorter side reaches (smaller ones
+# code every quality at full size). Every join lands on more bytes and a better picture, so quality
+# stays monotone; the first rung starts at the lowest position.
+LADDERS = (
+    (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.875)), 0.625),
+    (320, ((2, 0.0, 0.8125),), 0.5),
+)
 RESAMPLING_CHOICES = ("auto", 1, 2, 4, 8)
+
+
+def describe_ladders() -> str:
+    """The automatic choice in words, for help texts."""
+    return "; ".join(f"below quality {1 + 99 * full:g} from {side} px on the shorter side at "
+                     + " then ".join(f"1/{f}" for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS)
 
 
 def check_resampling(resampling: Any) -> int | None:
@@ -66,23 +72,28 @@ def check_resampling(resampling: Any) -> int | None:
 
 
 def _ladder(max_position: int, width: int, height: int) -> tuple[list[tuple[int, int, int]], int, float]:
-    """This image's lower rungs as (factor, first position, last position), their number of
-    positions, and the quality where full size starts."""
-    short = min(width, height)
-    rungs = [[f, round(lo * max_position), round(hi * max_position)] for f, lo, hi in LOWER_RUNGS
-             if short / f >= MIN_CODED_SIDE]
-    if rungs:
-        rungs[0][1] = 0
-    full = round(FULL_SIZE_FROM * max_position)
-    return [(f, lo, hi) for f, lo, hi in rungs], sum(hi - lo + 1 for _, lo, hi in rungs), 1.0 + 99.0 * full / max(
-        max_position, 1)
+    """This image's rungs below full size as (factor, first position, last position), their number
+    of positions, and the quality where full size starts (100.5 above every quality: no ladder)."""
+    side = min(width, height)
+    for least, rungs, full in LADDERS:
+        if side >= least:
+            points = [(f, 0 if n == 0 else round(lo * max_position), round(hi * max_position))
+                      for n, (f, lo, hi) in enumerate(rungs)]
+            return points, sum(hi - lo + 1 for _, lo, hi in points), position_to_quality_exact(
+                round(full * max_position), max_position)
+    return [], 0, 0.0
+
+
+def position_to_quality_exact(position: int, max_position: int) -> float:
+    """The quality that lands exactly on a rate position (quality_to_position's inverse, unrounded)."""
+    return 1.0 + 99.0 * position / max_position if max_position else 100.0
 
 
 def coding_point(quality: Any, max_position: int, *, width: int, height: int,
                  resampling: Any = None) -> tuple[int, int]:
     """(resampling factor, rate position) a quality codes at. A forced factor keeps the plain mapping
-    (quality_to_position), and so does the automatic ladder from FULL_SIZE_FROM up; below it the
-    image's lower rungs' positions are spread evenly over the qualities, one rung after another."""
+    (quality_to_position), and so does the automatic ladder from its full-size quality up; below
+    that the image's rungs' positions are spread evenly over the qualities, one rung after another."""
     factor = check_resampling(resampling)
     position = quality_to_position(quality, max_position)
     rungs, count, full_quality = _ladder(max_position, width, height)

@@ -331,9 +331,9 @@ def test_unsupported_mode_raises_value_error() -> None:
 
 
 # ---- resampling -----------------------------------------------------------------------------------
-# The half-size rung of the ladder needs a shorter side of 2 x MIN_CODED_SIDE = 320 px: the "auto" test
-# uses the smallest such image, at a quality below FULL_SIZE_FROM; forced factors work at any size.
-LADDER_SIZE = (2 * rates.MIN_CODED_SIDE, 2 * rates.MIN_CODED_SIDE)
+# The half-size rung of the ladder needs a shorter side of rates.LADDERS[-1][0] = 320 px: the "auto" test
+# uses the smallest such image, at a quality below its full-size quality; forced factors work at any size.
+LADDER_SIZE = (rates.LADDERS[-1][0], rates.LADDERS[-1][0])
 BAD_RESAMPLING = [0, 3, 16, "2", 2.5, True, "none"]
 
 

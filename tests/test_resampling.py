@@ -57,7 +57,7 @@ def _ladder(width: int, height: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("size", SIZES)
 def test_ladder_climbs_factor_by_factor(size):
     """Factors only fall and positions only rise within a factor as quality rises; the top stays the
-    plain mapping; no rung takes a shorter side under MIN_CODED_SIDE."""
+    plain mapping."""
     points = _ladder(*size)
     for (f0, p0), (f1, p1) in zip(points, points[1:], strict=False):
         assert f1 < f0 or (f1 == f0 and p1 >= p0)
@@ -65,13 +65,20 @@ def test_ladder_climbs_factor_by_factor(size):
     for q in (62.875, 75, 90):
         assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) == (
             1, rates.quality_to_position(q, MAX_POSITION))
-    assert all(f == 1 or min(size) / f >= rates.MIN_CODED_SIDE for f, _ in points)
     assert points[0][1] == 0  # the lowest quality is the lowest position of the first rung
 
 
+def _full_size_from(width: int, height: int) -> float:
+    return next(q / 100 for q in range(100, 10001) if rates.coding_point(q / 100, MAX_POSITION, width=width,
+                                                                           height=height)[0] == 1)
+
+
 def test_ladder_by_image_size():
-    assert {f for f, _ in _ladder(4000, 3000)} == {4, 2, 1}
-    assert {f for f, _ in _ladder(768, 512)} == {2, 1}  # a quarter would leave 128 px
+    for size in ((4000, 3000), (640, 2000)):
+        assert {f for f, _ in _ladder(*size)} == {4, 2, 1} and _full_size_from(*size) == 62.88
+    for size in ((639, 2000), (768, 512), (481, 320)):
+        assert {f for f, _ in _ladder(*size)} == {2, 1} and _full_size_from(*size) == 50.5
+    assert _full_size_from(319, 800) == 1
     assert _ladder(200, 200) == [(1, rates.quality_to_position(q, MAX_POSITION))
                                  for q in np.round(np.arange(1.0, 100.001, 0.05), 2)]
 

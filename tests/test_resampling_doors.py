@@ -78,11 +78,11 @@ def test_comfyui_encode_with_resampling(tiny_fidelity: Path) -> None:
 
 # ---- the demo --------------------------------------------------------------------------------------------------
 def test_demo_shows_the_ladder_quality_of_an_uploaded_file(tiny_fidelity: Path, tmp_path: Path) -> None:
-    """A low quality on an image with a half-size rung (a shorter side of 2 x MIN_CODED_SIDE) codes at half size;
+    """A low quality on an image with a half-size rung (the last of rates.LADDERS) codes at half size;
     the page shows the quality on the ladder, which codes at the file's point again, not the plain mapping."""
     from sodec_plugin.demo.comparison import Comparer, open_upload
 
-    side = 2 * rates.MIN_CODED_SIDE
+    side = rates.LADDERS[-1][0]
     data = sodec_plugin.compress(kodak_crop(5, (0, 0, side, side)), model=str(tiny_fidelity), quality=20)
     f = container.parse(data)
     path = tmp_path / "upload.sdc"

@@ -1,8 +1,10 @@
 """compress / decompress: image <-> padded tensor <-> latents <-> .sdc container.
 
-Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents,
-never resized, and cropped back after decoding. The networks stream bands of rows (models/rows.py),
-so memory is bounded by the band however large the image; the diffusion path's UNet and VAE tile.
+Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents and
+cropped back after decoding. At low qualities a large enough photo is coded at 1/2 or 1/4 of its size
+and scaled back up after decoding (resampling: rates.coding_point). The networks stream bands of rows
+(models/rows.py), so memory is bounded by the band however large the image; the diffusion path's
+UNet and VAE tile.
 """
 
 from __future__ import annotations

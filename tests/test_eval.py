@@ -351,6 +351,16 @@ def test_default_qualities_land_on_the_rate_points(max_position, count):
     assert [quality_to_position(q, max_position) for q in qs] == list(range(0, max_position + 1, step))
 
 
+def test_eval_qualities_add_halfway_points_where_the_ladders_resample():
+    from sodec_plugin.eval.run import default_qualities, eval_qualities
+    from sodec_plugin.rates import quality_to_position
+
+    qs = eval_qualities(128, 9)
+    assert set(default_qualities(128, 9)) < set(qs) and qs == sorted(qs)
+    assert [quality_to_position(q, 128) for q in qs] == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128]
+    assert eval_qualities(0, 1) == [100.0]
+
+
 def test_default_qualities_of_a_single_rate_point_model():
     from sodec_plugin.eval.run import default_qualities
 

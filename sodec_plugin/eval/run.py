@@ -10,6 +10,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..rates import LADDERS, quality_to_position
 from .report import DEFAULT_BASELINES, evaluate, format_markdown
 from .scores import DEFAULT_CROP, DEFAULT_METRICS
 
@@ -22,6 +23,17 @@ def default_qualities(max_position: int, count: int = 8) -> list[float]:
         return [100.0]
     step = max(1, max_position // max(1, count - 1))
     return sorted({round(1 + 99 * p / max_position, 4) for p in range(0, max_position + 1, step)})
+
+
+def eval_qualities(max_position: int, count: int = 8) -> list[float]:
+    """default_qualities and, below the highest quality where a resampling ladder hands over to full
+    size (rates.LADDERS), the qualities halfway between them: the ladders change factor in there, so
+    the curves need the points (14 instead of 9 for a model of 9 rate points)."""
+    points = default_qualities(max_position, count)
+    top = max(round(full * max_position) for _, _, full in LADDERS)
+    halves = {round((a + b) / 2, 4) for a, b in zip(points, points[1:], strict=False)
+              if quality_to_position(b, max_position) <= top}
+    return sorted(set(points) | halves)
 
 
 def curve_label(name: str, guidance: float) -> str:
@@ -61,7 +73,7 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
     from ..engine import get_model
 
     m = get_model(model, device=device)
-    qualities = list(qualities) if qualities else default_qualities(m.cfg.max_rate_position, m.cfg.num_rates)
+    qualities = list(qualities) if qualities else eval_qualities(m.cfg.max_rate_position, m.cfg.num_rates)
     name = m.identity + (f"+effort{effort}" if effort else "")
     curves = guidance_curves(m, name, guidance, mode)
 

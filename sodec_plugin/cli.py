@@ -239,6 +239,9 @@ def _resampling_note(header: dict[str, object]) -> str:
     return f", resampled 1/{header['resampling']} (coded {width}x{height})"
 
 
+RESAMPLING_METAVAR = "{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}"
+
+
 def _resampling_arg(value: str) -> int | str:
     """--resampling: auto, or a factor as compress takes it."""
     for choice in RESAMPLING_CHOICES:
@@ -253,7 +256,8 @@ def _eval(args: argparse.Namespace) -> int:
     run_eval(args.folder, model=args.model, qualities=args.qualities, out_dir=args.out, device=args.device,
              baselines=args.baselines, mode=args.mode, limit=args.limit, jobs=args.jobs, effort=args.effort,
              metrics=args.metrics, crop=args.crop or None,
-             cache=None if args.cache == "none" else args.cache, guidance=args.guidance)
+             cache=None if args.cache == "none" else args.cache, guidance=args.guidance,
+             resampling=args.resampling)
     return 0
 
 
@@ -365,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder search, 0 (default, fastest) to 9: smaller files at the same quality, slower "
                         "encoding, the same decoder")
     c.add_argument("--resampling", type=_resampling_arg, default="auto",
-                   metavar="{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}",
+                   metavar=RESAMPLING_METAVAR,
                    help="code the image at 1/F of its width and height; the decoder scales it back up (Lanczos). "
                         f"auto (default), where that looks better for the bytes: {describe_ladders()}")
     c.set_defaults(func=_compress)
@@ -393,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=None, help="only the first N images")
     e.add_argument("--effort", type=int, default=DEFAULT_EFFORT, choices=range(MAX_EFFORT + 1), metavar="0-9",
                    help="encoder effort of the SODEC points (see compress --effort)")
+    e.add_argument("--resampling", type=_resampling_arg, default="auto",
+                   metavar=RESAMPLING_METAVAR,
+                   help="resampling of the SODEC points (see compress --resampling); a factor names the curve "
+                        "'MODEL resampling=F', e.g. to compare the automatic ladder with full size (1)")
     e.add_argument("--jobs", type=int, default=1,
                    help="images evaluated at once, one torch thread each (timings are then per thread)")
     e.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=list(DEFAULT_METRICS),

@@ -449,8 +449,12 @@ def test_compare_two_models_and_the_release_rule(tmp_path):
     assert main(["compare", d("old"), d("good"), "--guard", d("old"), d("same")]) == 0
     assert main(["compare", d("old"), d("good"), "--guard", d("old"), d("worse")]) == 1
     assert main(["compare", d("old"), d("same")]) == 1
-    with pytest.raises(ValueError, match="nothing to compare"):
-        compare_results(old, old)
+    # The same model on both sides (an encoder change) compares its old curve with its new one.
+    itself = compare_results(old, old)
+    assert itself and {r["baseline"] for r in itself} == {f"{old['rows'][0]['codec']} (old)"}
+    assert all(abs(r["bd_rate_pct"]) < 1e-9 for r in itself)
+    shifted = {**old, "rows": [{**r, "bpp": r["bpp"] * 0.9} for r in old["rows"]]}
+    assert all(r["bd_rate_pct"] == pytest.approx(-10.0, abs=1e-6) for r in compare_results(old, shifted))
 
 
 def test_ladder_violations_name_every_higher_quality_that_gave_less():

@@ -141,3 +141,23 @@ def test_forced_factor_keeps_mode_and_exact_alpha(tiny_fidelity, mode):
     assert out.size == (37, 29) and out.mode == mode
     if "A" in mode:
         assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(im.getchannel("A")))
+
+
+def test_eval_names_a_forced_factor_and_compare_judges_the_encoder_change(tiny_fidelity, tmp_path):
+    """`sodec eval --resampling 4` codes every point at a quarter of the size under its own curve name;
+    `sodec compare` then compares the same model's two encoders."""
+    from sodec_plugin.engine import get_model
+    from sodec_plugin.eval.report import compare_results
+    from sodec_plugin.eval.run import run_eval
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    kodak_crop(3, (0, 0, 96, 64)).save(folder / "a.png")
+    runs = {f: run_eval(folder, model=str(tiny_fidelity), qualities=[20, 60, 100], out_dir=None, baselines=(),
+                        progress=False, metrics=("psnr",), cache=None, resampling=f) for f in (1, 4)}
+    ident = get_model(str(tiny_fidelity)).identity
+    assert [runs[f]["codec_name"] for f in (1, 4)] == [f"{ident} resampling=1", f"{ident} resampling=4"]
+    bytes_of = {f: [r["bytes"] for r in runs[f]["rows"]] for f in (1, 4)}
+    assert all(a > b for a, b in zip(bytes_of[1], bytes_of[4], strict=True))  # a sixteenth of the pixels
+    bd = compare_results(runs[1], runs[4])
+    assert {r["baseline"] for r in bd} == {f"{ident} resampling=1"} and len(bd) == 2

@@ -245,16 +245,16 @@ def compare_results(old: dict[str, Any], new: dict[str, Any], *, old_curve: str 
     """BD-rate of a curve of the new evaluation against the old model's curve, on the images both
     evaluated: averaged curves and the per-image mean, on every metric both scored. The curves are
     model_curve's of each result unless named (an evaluation at several guidance values holds one
-    curve per value)."""
+    curve per value). The same model on both sides (an encoder change: effort, resampling) is
+    compared as "NAME (old)" against NAME."""
     a, b = model_curve(old, old_curve), model_curve(new, new_curve)
-    if a == b:
-        raise ValueError(f"both results are of {a}: nothing to compare")
     shared = sorted(set(old["images"]) & set(new["images"]))
     if not shared:
         raise ValueError("the two evaluations share no image")
-    rows = _none_to_nan([r for res, name in ((old, a), (new, b)) for r in res["rows"]
-                         if r["codec"] == name and r["image"] in shared])
-    return bd_table(summarize(rows, scored_metrics(rows)), b, [a], rows)
+    label = f"{a} (old)" if a == b else a
+    rows = _none_to_nan([{**r, "codec": label} for r in old["rows"] if r["codec"] == a and r["image"] in shared]
+                        + [r for r in new["rows"] if r["codec"] == b and r["image"] in shared])
+    return bd_table(summarize(rows, scored_metrics(rows)), b, [label], rows)
 
 
 def _worst(row: dict[str, Any]) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..rates import LADDERS, quality_to_position
+from ..rates import LADDERS, check_resampling, quality_to_position
 from .report import DEFAULT_BASELINES, evaluate, format_markdown
 from .scores import DEFAULT_CROP, DEFAULT_METRICS
 
@@ -64,8 +64,10 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
              out_dir: str | Path | None = "eval-out", device: Any = None, baselines: Sequence[str] = DEFAULT_BASELINES,
              mode: str = "auto", limit: int | None = None, progress: bool = True, jobs: int = 1,
              effort: int = 0, metrics: Sequence[str] = DEFAULT_METRICS, crop: int | None = DEFAULT_CROP,
-             cache: str | Path | None = None, guidance: Sequence[float] | None = None) -> dict[str, Any]:
-    """Real .sdc bytes for every image and quality (encoded at `effort`), decoded, scored (`metrics`,
+             cache: str | Path | None = None, guidance: Sequence[float] | None = None,
+             resampling: int | str | None = None) -> dict[str, Any]:
+    """Real .sdc bytes for every image and quality (encoded at `effort` and `resampling`: a forced
+    factor names the curve, e.g. "MODEL resampling=1"), decoded, scored (`metrics`,
     the perceptual ones on the centre `crop`) and compared; `cache` keeps baseline encodes and scores.
     `guidance`: fidelity guidance values, one curve each (guidance_curves), all decoded from one encode
     per image and quality; none: the model's default."""
@@ -74,12 +76,13 @@ def run_eval(folder: str | Path, *, model: Any = None, qualities: Sequence[float
 
     m = get_model(model, device=device)
     qualities = list(qualities) if qualities else eval_qualities(m.cfg.max_rate_position, m.cfg.num_rates)
-    name = m.identity + (f"+effort{effort}" if effort else "")
+    factor = check_resampling(resampling)
+    name = m.identity + (f"+effort{effort}" if effort else "") + (f" resampling={factor}" if factor else "")
     curves = guidance_curves(m, name, guidance, mode)
 
     def codec_fn(image: Image.Image, quality: float) -> tuple[bytes, float, dict[str, tuple[Image.Image, float]]]:
         t0 = time.perf_counter()
-        data = codec.compress(image, model=m, quality=quality, effort=effort)
+        data = codec.compress(image, model=m, quality=quality, effort=effort, resampling=resampling)
         enc_s = time.perf_counter() - t0
         decodes = {}
         for curve, g in curves.items():

@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="images -> .sdc")
     common(c)
-    c.add_argument("--quality", type=float, default=None, help="1-100 across the model's rate points (default 75)")
+    c.add_argument("--quality", type=float, default=None,
+                   help="1 (smallest file) to 100 (best picture) across the model's rate points (default 75)")
     c.add_argument("--effort", type=int, default=DEFAULT_EFFORT, choices=range(MAX_EFFORT + 1), metavar="0-9",
                    help="encoder search, 0 (default, fastest) to 9: smaller files at the same quality, slower "
                         "encoding, the same decoder")

@@ -362,7 +362,10 @@ def network_macs(m: Any, op: str, image: Image.Image | None, data: bytes | None)
     comp = m.compression
     with torch.inference_mode():
         if op == "encode":
-            x = codec.encoder_input(codec.normalize_mode(image), comp.codec.pad_multiple())
+            coded = codec.normalize_mode(image)
+            if data is not None and hasattr(codec, "downscaled"):  # what the streams code (resampling)
+                coded = codec.downscaled(coded, container.parse(data).resample)
+            x = codec.encoder_input(coded, comp.codec.pad_multiple())
             need = macs(lambda: comp.analysis(torch.rand(1, 3, 128, 128))) * x.shape[-2] * x.shape[-1] / 128**2
             return {"E (analysis)": {"needed": need / 1e9, "computed": macs(
                 lambda: comp.analysis.forward_banded(x)) / 1e9}}
@@ -413,7 +416,9 @@ def profile_worker(args: argparse.Namespace) -> None:
         run()
     runs = [clock.run(run) for _ in range(args.repeat)]
     with PeakMemory() as pm:
-        run()
+        out = run()
+    if args.op == "encode":
+        data = out  # the file says what the streams code (its resampling)
     labels = sorted({k for stages, _ in runs for k in stages})
     print(json.dumps({"engine": str(Path(sp.__file__).resolve().parent.parent),
                       "total_ms": median([t for _, t in runs]), "peak_mb": pm.peak_mb, "extra_mb": pm.extra_mb,

@@ -91,6 +91,6 @@ def test_demo_shows_the_ladder_quality_of_an_uploaded_file(tiny_fidelity: Path, 
     quality = rates.point_quality(f.resample, f.rate_position, TINY_MAX_POSITION, width=side, height=side)
     assert f.resample == 2 and quality != rates.position_to_quality(f.rate_position, TINY_MAX_POSITION)
     assert rates.coding_point(quality, TINY_MAX_POSITION, width=side, height=side) == (2, f.rate_position)
-    assert result.entries[0].setting == f"quality {quality:g}"
+    assert result.entries[0].setting == f"quality {quality:g}, coded at 1/2 size"
     assert result.entries[0].pixels.shape == (side, side, 3)
     assert ", coded at 1/2 size, " in result.summary

@@ -234,8 +234,9 @@ class SodecImageFile(ImageFile.ImageFile):
     def draft(self, mode: str | None, size: tuple[int, int] | None) -> tuple[str, tuple[int, int, float, float]] | None:
         """Decode through the fast fidelity path whenever `size` is smaller than the image, so
         `thumbnail()` skips the diffusion decoder, and at 1/2, 1/4 or 1/8 scale (largest not
-        below `size`) where that fits. Like JPEG's draft: once only, before load(); `mode` is
-        not changed."""
+        below `size`) where that fits; a file coded at a smaller size (resampling) is then scaled
+        once from that size instead of decoded at full size and reduced. Like JPEG's draft: once
+        only, before load(); `mode` is not changed."""
         if not self.tile or self._sdc_done or self._sdc_draft or not size:
             return None
         width, height = self.size
@@ -307,14 +308,16 @@ class SodecImageFile(ImageFile.ImageFile):
 
         opts = self.sodec_options
         try:
+            # A resampled file's draft is scaled once, from the coded size (no full-size upscale to reduce).
+            size = self.size if self._sdc_scale > 1 and f.resample > 1 else None
             image = codec.decode_file(f, model=opts.get("model"), device=opts.get("device"), dtype=opts.get("dtype"),
                                       mode=mode, guidance=opts.get("guidance"), tile=opts.get("tile"),
-                                      warn_size=False)
+                                      warn_size=False, size=size)
         except codec.ModelMismatchError as e:
             raise OSError(f"cannot decode this SODEC file: {e}") from e
         except FormatError as e:
             raise OSError(f"broken data stream when reading SODEC file: {e}") from e
-        if self._sdc_scale > 1:
+        if image.size != self.size and self._sdc_scale > 1:
             image = image.reduce(self._sdc_scale)
         if image.size != self.size or image.mode != self.mode:
             raise OSError(f"decoder returned {image.mode} {image.size}, expected {self.mode} {self.size}")

@@ -201,7 +201,8 @@ def downscaled(pil: Image.Image, factor: int) -> Image.Image:
 
 
 def upscaled(arr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Decoded 8-bit RGB pixels of a resampled file scaled back to the image's size (Lanczos)."""
+    """Decoded 8-bit RGB pixels of a resampled file scaled back to the image's size (or a draft's)
+    with Lanczos."""
     if arr.shape[:2] == (height, width):
         return arr
     return np.asarray(Image.fromarray(arr, "RGB").resize((width, height), RESAMPLE_FILTER))
@@ -362,12 +363,14 @@ def to_bytes(rows: torch.Tensor, out: np.ndarray) -> None:
 
 
 def to_output_image(arr: np.ndarray, f: SDCFile) -> Image.Image:
-    """The decoded 8-bit RGB pixels (the file's size) as the file's image: its mode, its alpha plane."""
+    """The decoded 8-bit RGB pixels (the file's size, or a draft's) as the file's image: its mode,
+    its alpha plane (scaled to a draft's size)."""
     im = Image.fromarray(arr, "RGB")
     if f.mode in ("L", "LA"):
         im = im.convert("L")
     if f.mode in ("RGBA", "LA"):
-        im.putalpha(decode_alpha(f))
+        alpha = decode_alpha(f)
+        im.putalpha(alpha if alpha.size == im.size else alpha.resize(im.size, RESAMPLE_FILTER))
     return im
 
 
@@ -387,20 +390,24 @@ def decode_alpha(f: SDCFile) -> Image.Image:
 
 def decode_file(f: SDCFile, *, model: Any = None, device: Any = None, dtype: Any = None, mode: str = "auto",
                 guidance: float | None = None, tile: int | None = None, draft: bool = False, progress: Any = None,
-                warn_size: bool = True) -> Image.Image:
+                warn_size: bool = True, size: tuple[int, int] | None = None) -> Image.Image:
     """The decode pipeline that every door runs (Python, CLI, Pillow, ComfyUI): size limit, the
     file's model, entropy decoding, the decoder, the output image with its metadata in `info`.
     `progress(done, total)` is called per band of the fidelity decoder, or per UNet / VAE tile on the
-    diffusion path (and may raise to cancel)."""
+    diffusion path (and may raise to cancel). `size` (at most the file's): the decode is scaled once
+    to it (Lanczos; the alpha plane too), as Pillow's draft() wants a resampled file's thumbnail."""
     if mode not in DECODE_MODES:
         raise ValueError(f"mode must be one of {DECODE_MODES}, got {mode!r}")
+    width, height = size or (f.width, f.height)
+    if not (1 <= width <= f.width and 1 <= height <= f.height):
+        raise ValueError(f"size must be from 1x1 to the file's {f.width}x{f.height}, got {width}x{height}")
     check_pixels(f.width, f.height, warn=warn_size)
     m = model_for_file(f, model=model, device=device, dtype=dtype)
     y_hat, z_hat = decode_latents(f, m)
-    width, height = f.coded_size
+    coded_width, coded_height = f.coded_size
     x = decode_image(m, y_hat, z_hat, mode=mode, guidance=guidance, tile=tile, draft=draft, progress=progress,
-                     out=np.empty((height, width, 3), dtype=np.uint8))
-    im = to_output_image(upscaled(x, f.width, f.height), f)
+                     out=np.empty((coded_height, coded_width, 3), dtype=np.uint8))
+    im = to_output_image(upscaled(x, width, height), f)
     for kind in (Chunk.ICC, Chunk.EXIF, Chunk.XMP):
         if f.chunk(kind) is not None:
             im.info[Chunk.NAMES[kind]] = f.chunk(kind)

@@ -161,3 +161,44 @@ def test_eval_names_a_forced_factor_and_compare_judges_the_encoder_change(tiny_f
     assert all(a > b for a, b in zip(bytes_of[1], bytes_of[4], strict=True))  # a sixteenth of the pixels
     bd = compare_results(runs[1], runs[4])
     assert {r["baseline"] for r in bd} == {f"{ident} resampling=1"} and len(bd) == 2
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_draft_of_a_resampled_file_scales_once_from_the_coded_size(tiny_fidelity, tmp_path, mode):
+    """Pillow's thumbnail of a quarter-size file: the draft is the coded decode scaled once to the draft
+    size (no full-size upscale), close to the full decode reduced, and the same through decode_file."""
+    import pillow_codec
+    from pillow_codec import plugin
+
+    im = kodak_crop(8, (0, 0, 200, 136)).convert(mode)
+    data = sp.compress(im, model=str(tiny_fidelity), quality=30, resampling=4)
+    path = tmp_path / "x.sdc"
+    path.write_bytes(data)
+    saved = plugin.options()
+    pillow_codec.register_sodec_opener(model=str(tiny_fidelity))
+    try:
+        with Image.open(path) as opened:
+            opened.draft(None, (50, 34))
+            assert opened.size == (50, 34)
+            opened.load()
+            draft = opened.copy()
+    finally:
+        plugin._defaults.clear()
+        plugin._defaults.update(saved)
+    f = container.parse(data)
+    direct = codec.decode_file(f, model=str(tiny_fidelity), mode="fidelity", size=(50, 34))
+    assert draft.mode == mode and np.array_equal(np.asarray(draft), np.asarray(direct))
+    coded = codec.decode_file(container.parse(sp.compress(im.convert("RGB").resize(
+        f.coded_size, codec.RESAMPLE_FILTER), model=str(tiny_fidelity), quality=30, resampling=1)),
+        model=str(tiny_fidelity), mode="fidelity")
+    expect = np.asarray(coded.resize((50, 34), codec.RESAMPLE_FILTER))
+    assert np.array_equal(np.asarray(draft.convert("RGB")), expect)  # one Lanczos from the coded size
+    reduced = np.asarray(sp.decompress(data, model=str(tiny_fidelity)).reduce(4).convert("RGB"), dtype=float)
+    assert np.abs(np.asarray(draft.convert("RGB"), dtype=float) - reduced).mean() < 4.0
+
+
+@pytest.mark.parametrize("size", [(0, 10), (10, 0), (201, 136), (200, 137)])
+def test_decode_size_must_fit_the_file(tiny_fidelity, size):
+    data = sp.compress(kodak_crop(8, (0, 0, 200, 136)), model=str(tiny_fidelity), quality=30, resampling=4)
+    with pytest.raises(ValueError, match="size must be"):
+        codec.decode_file(container.parse(data), model=str(tiny_fidelity), size=size)

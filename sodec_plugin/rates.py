@@ -73,10 +73,11 @@ def check_resampling(resampling: Any) -> int | None:
 
 def _ladder(max_position: int, width: int, height: int) -> tuple[list[tuple[int, int, int]], int, float]:
     """This image's rungs below full size as (factor, first position, last position), their number
-    of positions, and the quality where full size starts (100.5 above every quality: no ladder)."""
+    of positions, and the quality where full size starts; no rungs for a model of one rate point
+    (it has one quality) or an image under every ladder's size."""
     side = min(width, height)
     for least, rungs, full in LADDERS:
-        if side >= least:
+        if side >= least and max_position:
             points = [(f, 0 if n == 0 else round(lo * max_position), round(hi * max_position))
                       for n, (f, lo, hi) in enumerate(rungs)]
             return points, sum(hi - lo + 1 for _, lo, hi in points), position_to_quality_exact(
@@ -86,7 +87,7 @@ def _ladder(max_position: int, width: int, height: int) -> tuple[list[tuple[int,
 
 def position_to_quality_exact(position: int, max_position: int) -> float:
     """The quality that lands exactly on a rate position (quality_to_position's inverse, unrounded)."""
-    return 1.0 + 99.0 * position / max_position if max_position else 100.0
+    return 1.0 + 99.0 * position / max_position
 
 
 def coding_point(quality: Any, max_position: int, *, width: int, height: int,

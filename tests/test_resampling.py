@@ -92,6 +92,10 @@ def test_point_quality_inverts_the_ladder(size):
         assert rates.coding_point(back, MAX_POSITION, width=width, height=height) == (factor, position)
 
 
+def test_a_single_rate_point_model_has_no_ladder():
+    assert {rates.coding_point(q, 0, width=4000, height=3000) for q in (1, 30, 99.9, 100)} == {(1, 0)}
+
+
 def test_forced_factor_keeps_the_plain_mapping():
     for factor in (1, 2, 4, 8):
         assert rates.coding_point(30, MAX_POSITION, width=64, height=64, resampling=factor) == (

@@ -13,7 +13,14 @@ from typing import Any
 
 from sodec_plugin.config import DEFAULT_TILE, LATENT_CELL, SODECConfig
 from sodec_plugin.hub import DEFAULT_MODEL, bundled_models
-from sodec_plugin.rates import DECODE_MODES, DEFAULT_EFFORT, DEFAULT_QUALITY, RESAMPLING_CHOICES
+from sodec_plugin.rates import (
+    DECODE_MODES,
+    DEFAULT_EFFORT,
+    DEFAULT_QUALITY,
+    RESAMPLING_CHOICES,
+    resampling_from_name,
+    resampling_note,
+)
 
 from . import model_loading, paths
 
@@ -24,8 +31,8 @@ BITSTREAM_TYPE = "SODEC_BITSTREAM"
 # node shows is what every model does; "diffusion" and "fidelity" stay (workflows saved with them load as before).
 DECODE_PATHS = DECODE_MODES
 DEFAULT_DECODE_PATH = "auto"
-# The resampling combo's choices (ComfyUI combos hold strings) and what compress takes for each.
-RESAMPLING_BY_NAME: dict[str, int | str] = {str(choice): choice for choice in RESAMPLING_CHOICES}
+# The resampling combo's choices (ComfyUI combos hold strings; rates.resampling_from_name reads them).
+RESAMPLING_NAMES = tuple(str(choice) for choice in RESAMPLING_CHOICES)
 DEFAULT_RESAMPLING = "auto"
 
 
@@ -105,9 +112,8 @@ class SODECBitstream:
         for i, (data, h) in enumerate(zip(self.files, self.headers(), strict=True)):
             name = self.names[i] if i < len(self.names) else f"item {i}"
             model = h["model_name"] or f"model id {h['model_id'][:16]}"
-            resampled = f", coded at 1/{h['resampling']} size" if h["resampling"] != 1 else ""
             out.append(f"{name}: {h['width']}x{h['height']} {h['mode']}, {len(data):,} bytes, "
-                       f"{h['bits_per_pixel']:.4f} bpp{resampled}, {model}")
+                       f"{h['bits_per_pixel']:.4f} bpp{resampling_note(h['resampling'])}, {model}")
         return out
 
 
@@ -134,12 +140,10 @@ def encode_images(handle: model_loading.SODECModelHandle, images: Any, quality: 
                   resampling: str = DEFAULT_RESAMPLING) -> SODECBitstream:
     """SODECEncode: IMAGE (B, H, W, C float in [0, 1]) to one .sdc file per batch item; an optional
     MASK becomes the stored alpha (kept exactly, as 8-bit). With effort, the progress bar (and
-    cancelling) follows the encoder's search steps. resampling: a RESAMPLING_BY_NAME choice."""
+    cancelling) follows the encoder's search steps. resampling: one of RESAMPLING_NAMES."""
     import sodec_plugin
 
-    if str(resampling) not in RESAMPLING_BY_NAME:
-        raise ValueError(f"resampling must be one of {list(RESAMPLING_BY_NAME)}, got {resampling!r}")
-    factor = RESAMPLING_BY_NAME[str(resampling)]
+    factor = resampling_from_name(resampling)
     if getattr(images, "ndim", 0) != 4:
         raise ValueError(f"IMAGE must be a (batch, height, width, channels) tensor, got shape "
                          f"{tuple(getattr(images, 'shape', ()))}")

@@ -125,7 +125,7 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             In("resampling", "COMBO", "Codes the image at 1/2, 1/4 or 1/8 of its width and height; the decoder "
                f"scales it back up. auto, where that looks better for the bytes: {describe_ladders()}. 1, 2, 4, 8: "
                "that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
-               tuple(coding.RESAMPLING_BY_NAME), optional=True),
+               coding.RESAMPLING_NAMES, optional=True),
         ),
         (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),
          Out("FLOAT", "bpp", "Mean bits per pixel over the batch (file size, headers included).")),

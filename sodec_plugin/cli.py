@@ -22,7 +22,7 @@ from .eval.baselines import DEFAULT_BASELINES
 from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT, RESAMPLING_CHOICES, describe_ladders
+from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT, RESAMPLING_CHOICES, describe_ladders, resampling_from_name
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -218,8 +218,7 @@ def _info(args: argparse.Namespace) -> int:
     status = 0
     for src, _ in items:
         try:
-            data = src.read_bytes()
-            h = read_header(data)
+            h = read_header(src.read_bytes())
         except (OSError, ValueError) as e:
             print(f"{src}: error: {e}", file=sys.stderr)
             status = 1
@@ -244,10 +243,10 @@ RESAMPLING_METAVAR = "{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}"
 
 def _resampling_arg(value: str) -> int | str:
     """--resampling: auto, or a factor as compress takes it."""
-    for choice in RESAMPLING_CHOICES:
-        if value == str(choice):
-            return choice
-    raise argparse.ArgumentTypeError(f"choose from {', '.join(map(str, RESAMPLING_CHOICES))}")
+    try:
+        return resampling_from_name(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(map(str, RESAMPLING_CHOICES))}") from None
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -196,8 +196,7 @@ def downscaled(pil: Image.Image, factor: int) -> Image.Image:
     plane is stored at full size)."""
     if factor == 1:
         return pil
-    size = (-(-pil.width // factor), -(-pil.height // factor))
-    return pil.convert("RGB").resize(size, RESAMPLE_FILTER)
+    return pil.convert("RGB").resize(container.coded_size(pil.width, pil.height, factor), RESAMPLE_FILTER)
 
 
 def upscaled(arr: np.ndarray, width: int, height: int) -> np.ndarray:

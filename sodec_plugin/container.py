@@ -37,6 +37,11 @@ RESAMPLE_FACTORS = (1, 2, 4, 8)
 MAX_CHUNK_BYTES = (1 << 32) - 1
 
 
+def coded_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """(width, height) of the image the streams code at resampling `factor`."""
+    return -(-width // factor), -(-height // factor)
+
+
 def model_id_hex(digest: str) -> str:
     """The model id a file stores for weights with this sha256 (hex): its first MODEL_ID_BYTES bytes."""
     return digest[:MODEL_ID_HEX_DIGITS]
@@ -98,7 +103,7 @@ class SDCFile:
     @property
     def coded_size(self) -> tuple[int, int]:
         """(width, height) of the image the streams code: the image's size over the resampling factor."""
-        return -(-self.width // self.resample), -(-self.height // self.resample)
+        return coded_size(self.width, self.height, self.resample)
 
     @property
     def model_hex(self) -> str:

@@ -7,6 +7,8 @@ import math
 import numbers
 from typing import Any
 
+from .container import RESAMPLE_FACTORS
+
 DEFAULT_QUALITY = 75
 DECODE_MODES = ("auto", "diffusion", "fidelity")
 # Encoder effort: 0 codes the analysis transform's latents; 1..MAX_EFFORT search for better ones
@@ -53,13 +55,26 @@ LADDERS = (
     (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.875)), 0.625),
     (320, ((2, 0.0, 0.8125),), 0.5),
 )
-RESAMPLING_CHOICES = ("auto", 1, 2, 4, 8)
+RESAMPLING_CHOICES = ("auto", *RESAMPLE_FACTORS)
 
 
 def describe_ladders() -> str:
     """The automatic choice in words, for help texts."""
     return "; ".join(f"below quality {1 + 99 * full:g} from {side} px on the shorter side at "
                      + " then ".join(f"1/{f}" for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS)
+
+
+def resampling_from_name(name: str) -> int | str:
+    """A resampling choice from its name ("auto", "1", "2", ...): what command lines and combo boxes hold."""
+    for choice in RESAMPLING_CHOICES:
+        if str(name) == str(choice):
+            return choice
+    raise ValueError(f"resampling must be one of {', '.join(map(str, RESAMPLING_CHOICES))}, got {name!r}")
+
+
+def resampling_note(factor: int) -> str:
+    """", coded at 1/F size" for a file whose streams code a smaller image; "" for full size."""
+    return f", coded at 1/{factor} size" if factor != 1 else ""
 
 
 def check_resampling(resampling: Any) -> int | None:

@@ -26,7 +26,7 @@ from ..eval.baselines import CODECS, available_codecs, bpp_of, match_rate
 from ..eval.cache import EvalCache, digest
 from ..eval.scores import WHOLE_IMAGE_METRICS, Scorer
 from ..metrics import METRICS, MS_SSIM_MIN_SIDE, metric_unavailable
-from ..rates import check_effort, check_quality, point_quality
+from ..rates import check_effort, check_quality, point_quality, resampling_note
 
 Progress = Callable[[float, str], None]
 log = logging.getLogger("sodec.demo")
@@ -291,7 +291,7 @@ class Comparer:
         if target_kb is not None and len(data) > target_kb * 1000:
             notes.append(f"its smallest file is larger than {target_kb:g} KB")
         sodec = Coded("sodec", f"SODEC ({m.cfg.name})", _rgb_array(decoded), nbytes=colour,
-                      setting=f"quality {q:g}" + (f", effort {effort}" if effort else "") + _resampling_setting(f)
+                      setting=f"quality {q:g}" + (f", effort {effort}" if effort else "") + resampling_note(f.resample)
                       + _guidance_setting(m, mode, guidance), enc_s=enc_s, dec_s=dec_s, note="; ".join(notes))
         entries = [Coded("original", "Original", ref, setting=f"{image.width}x{image.height} {image.mode}"), sodec]
         names = default_codecs() if codecs is None else list(codecs)
@@ -377,11 +377,12 @@ class Comparer:
         quality = point_quality(f.resample, f.rate_position, m.cfg.max_rate_position, width=f.width, height=f.height)
         entry = Coded("sodec", f"SODEC ({named})", _rgb_array(decoded),
                       nbytes=len(upload.sdc),
-                      setting=f"quality {quality:g}" + _resampling_setting(f) + _guidance_setting(m, mode, guidance),
+                      setting=f"quality {quality:g}" + resampling_note(f.resample)
+                      + _guidance_setting(m, mode, guidance),
                       dec_s=dec_s)
         columns, rows = self._table(None, [entry], [])
         summary = (f"**{upload.name}**: {f.width}x{f.height} {f.mode}, {len(upload.sdc):,} bytes, "
-                   f"{header['bits_per_pixel']:.4f} bpp{_resampling_setting(f)}, model {named}.")
+                   f"{header['bits_per_pixel']:.4f} bpp{resampling_note(f.resample)}, model {named}.")
         say(1.0, "done")
         return Result([entry], upload.sdc, decoded, columns, rows, summary, list(upload.notes))
 
@@ -389,11 +390,6 @@ class Comparer:
 def _mode_for(model: Any, mode: str) -> str:
     """The decode path asked for, where the model has a choice; the page hides the control where it has none."""
     return mode if model.has_diffusion else "auto"
-
-
-def _resampling_setting(f: container.SDCFile) -> str:
-    """", coded at 1/F size" for a file whose streams code a smaller image (the resampling ladder)."""
-    return f", coded at 1/{f.resample} size" if f.resample != 1 else ""
 
 
 def _guidance_setting(model: Any, mode: str, guidance: float | None) -> str:

@@ -1,6 +1,6 @@
 """A whole GPU session in one device call: the GPU check, then training, and the weights back.
 
-A session lent a GPU gets about 15 minutes of device time in all, one command of at most 10
+A short GPU run gets about 15 minutes of device time in all, one command of at most 10
 minutes, an upload of 64 MiB (the tracked tree takes about 43 MB of it) and 8 files back. The
 machine has torch, numpy 2, Pillow, huggingface_hub, safetensors, accelerate and tensorboard, but
 not compressai, diffusers or pytorch-msssim, and reaches no package index. So prepare here, run

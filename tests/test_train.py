@@ -90,7 +90,7 @@ def test_resume_continues_exactly(data, tmp_path):
 
 
 def test_a_time_limit_stops_with_a_checkpoint_and_weights(data, tmp_path):
-    """--max-minutes (a machine lent for a fixed time): the run ends early but leaves a checkpoint
+    """--max-minutes (a machine available for a fixed time): the run ends early but leaves a checkpoint
     to resume from and the weights it reached, never a finished `model/` it did not finish."""
     out = tmp_path / "run"
     recipe = dataclasses.replace(builtin_recipes()["tiny"], log_every=50, checkpoint_every=50)

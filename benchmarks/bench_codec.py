@@ -447,6 +447,29 @@ print(json.dumps({{"import torch": t1 - t0, "import PIL + pillow_codec": t2 - t1
 """
 
 
+ENCODE_SCRIPT = """
+import sys
+import sodec_plugin
+from PIL import Image
+with Image.open({src!r}) as im:
+    data = sodec_plugin.compress(im.convert("RGB"), model={model!r}, quality={quality!r})
+open({dst!r}, "wb").write(data)
+"""
+
+
+def engine_compress(engine: Path, src: Path, dst: Path, quality: float, model: str | None) -> Path:
+    """`src` coded by the engine at `engine` (a fresh process importing that engine's package; run
+    outside any checkout, whose folder `python -c` would put first on the path)."""
+    import subprocess
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(engine)}
+    subprocess.run([sys.executable, "-c", ENCODE_SCRIPT.format(src=str(src), dst=str(dst), model=model,
+                                                              quality=quality)],
+                   env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    return dst
+
+
 def cold_start(engine: Path, path: Path, threads: int) -> dict[str, Any]:
     """A fresh process decoding one file through Pillow, stage by stage, and `sodec decompress` of it."""
     import subprocess
@@ -495,21 +518,19 @@ def run_profile(args: argparse.Namespace) -> None:
     omp = os.environ.get("OMP_WAIT_POLICY")
     print(f"Command: {'OMP_WAIT_POLICY=' + omp + ' ' if omp else ''}python {' '.join(sys.argv)}\n")
 
-    from sodec_plugin import compress
-
-    coded = {}
-    for label, file in images.items():  # the files every engine decodes (the format is the same)
-        coded[label] = tmp / f"{file.stem}.sdc"
-        with Image.open(file) as im:
-            coded[label].write_bytes(compress(im.convert("RGB"), quality=args.quality))
+    # Each engine decodes the files it coded: an encoder change (the resampling ladder) writes other
+    # files at the same quality, which an older decoder may not read.
+    coded = {(label, name): engine_compress(path, file, tmp / f"{file.stem}-{name}.sdc", args.quality, args.model)
+             for label, file in images.items() for name, path in engines.items()}
     cold: dict[str, list[dict[str, Any]]] = {n: [] for n in engines}
     warm: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for _ in range(args.rounds):
         for name, path in engines.items():
-            cold[name].append(cold_start(path, coded["Kodak"], threads))
+            cold[name].append(cold_start(path, coded["Kodak", name], threads))
         for label, file in images.items():
-            for op, source in (("encode", file), ("decode", coded[label])):
+            for op in ("encode", "decode"):
                 for name, path in engines.items():  # one fresh process each: its peak memory is the operation's
+                    source = file if op == "encode" else coded[label, name]
                     cmd = [sys.executable, str(Path(__file__).resolve()), "--profile-worker", "--op", op,
                            "--image", str(source), "--quality", str(args.quality), "--repeat", str(args.repeat),
                            "--warmup", str(args.warmup), "--threads", str(threads)]
@@ -527,8 +548,8 @@ def run_profile(args: argparse.Namespace) -> None:
     for label, file in images.items():
         with Image.open(file) as im:
             size = im.size
-        print(f"\n## {label} ({size[0]}x{size[1]}, {coded[label].stat().st_size} bytes at quality {args.quality}),"
-              " warm\n")
+        sizes = ", ".join(f"{n} {coded[label, n].stat().st_size} bytes" for n in names)
+        print(f"\n## {label} ({size[0]}x{size[1]}; {sizes} at quality {args.quality}), warm\n")
         for op in ("encode", "decode"):
             runs = {n: warm[(label, op, n)] for n in names}
             stages = sorted({k for n in names for r in runs[n] for k in r["stages"]},

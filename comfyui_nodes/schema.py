@@ -122,9 +122,9 @@ NODES: dict[str, NodeDef] = {d.node_id: d for d in (
             In("effort", "INT", "Encoder search: 0 is fastest; 1 to 9 search longer for latents that code smaller "
                "at the same quality (slower encoding, the same decoder and files).", DEFAULT_EFFORT, min=0,
                max=MAX_EFFORT, step=1, optional=True),
-            In("resampling", "COMBO", "Codes the image at 1/2, 1/4 or 1/8 of its width and height; the decoder "
-               f"scales it back up. auto, where that looks better for the bytes: {describe_ladders()}. 1, 2, 4, 8: "
-               "that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
+            In("resampling", "COMBO", "Codes the image at 2/3, 1/2, 1/4 or 1/8 of its width and height; the decoder "
+               f"scales it back up. auto, where that looks better for the bytes: {describe_ladders()}. "
+               "1, 1.5, 2, 4, 8: that factor at every quality (1: full size).", coding.DEFAULT_RESAMPLING,
                coding.RESAMPLING_NAMES, optional=True),
         ),
         (Out(coding.BITSTREAM_TYPE, "bitstream", "One .sdc file per batch item."),

@@ -25,7 +25,7 @@ Save options: ``quality``, ``effort``, ``resampling``, ``model``, ``device``, ``
 ``exif``, ``xmp``. ``effort`` (0..9, default 0) makes the encoder search for latents that code
 smaller at the same quality: slower saves (about 2.5 s per megapixel per search step on one CPU
 thread; effort 4 is 20 steps), the same decoder, files any reader of .sdc decodes.
-``resampling`` ("auto", the default, or 1, 2, 4, 8; anything else raises ValueError) codes the
+``resampling`` ("auto", the default, or 1, 1.5, 2, 4, 8; anything else raises ValueError) codes the
 image at 1/factor of its width and height and the decoder scales it back up (Lanczos): "auto"
 does so at low qualities, where that looks better for the bytes: below quality 62.875 on images
 of 640 px or more on the shorter side (a quarter, then half of the size), below 50.5 on images of

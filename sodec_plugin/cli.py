@@ -22,7 +22,15 @@ from .eval.baselines import DEFAULT_BASELINES
 from .eval.cache import default_cache_path as default_eval_cache
 from .eval.scores import DEFAULT_CROP, DEFAULT_METRICS
 from .hub import DEFAULT_MODEL
-from .rates import DECODE_MODES, DEFAULT_EFFORT, MAX_EFFORT, RESAMPLING_CHOICES, describe_ladders, resampling_from_name
+from .rates import (
+    DECODE_MODES,
+    DEFAULT_EFFORT,
+    MAX_EFFORT,
+    RESAMPLING_CHOICES,
+    describe_ladders,
+    resampling_from_name,
+    size_fraction,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -231,17 +239,17 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _resampling_note(header: dict[str, object]) -> str:
-    """", resampled 1/F (coded WxH)" for a file whose streams code a smaller image; "" otherwise."""
+    """", resampled 1/2 (coded WxH)" for a file whose streams code a smaller image; "" otherwise."""
     if header["resampling"] == 1:
         return ""
     width, height = header["coded_size"]
-    return f", resampled 1/{header['resampling']} (coded {width}x{height})"
+    return f", resampled {size_fraction(header['resampling'])} (coded {width}x{height})"
 
 
 RESAMPLING_METAVAR = "{" + ",".join(map(str, RESAMPLING_CHOICES)) + "}"
 
 
-def _resampling_arg(value: str) -> int | str:
+def _resampling_arg(value: str) -> float | str:
     """--resampling: auto, or a factor as compress takes it."""
     try:
         return resampling_from_name(value)

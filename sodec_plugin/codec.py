@@ -142,14 +142,15 @@ RESAMPLE_FILTER = Image.Resampling.LANCZOS
 
 
 def compress(image: Any, *, model: Any = None, quality: int | float | None = None, effort: int = DEFAULT_EFFORT,
-             resampling: int | str | None = None,
+             resampling: float | str | None = None,
              icc_profile: bytes | None = None, exif: bytes | None = None, xmp: bytes | None = None,
              device: Any = None, progress: Any = None) -> bytes:
     """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate.
     effort 1..9 searches for latents that code smaller at the same quality (slower; the same
     decoder and format); `progress(done, total)` is called per search step (and may raise to cancel).
-    resampling: None / "auto" codes low qualities at half or a quarter of the size, where that looks
-    better for the bytes (rates.coding_point); 1, 2, 4 or 8 codes at that factor at every quality."""
+    resampling: None / "auto" codes low qualities at 2/3, half or a quarter of the size, where that
+    looks better for the bytes (rates.coding_point); 1, 1.5, 2, 4 or 8 codes at that factor at every
+    quality."""
     import torch
 
     from .engine import get_model
@@ -191,7 +192,7 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
                                   z_stream=z_stream, y_stream=y_stream, chunks=chunks, resample=factor))
 
 
-def downscaled(pil: Image.Image, factor: int) -> Image.Image:
+def downscaled(pil: Image.Image, factor: float) -> Image.Image:
     """The RGB image the streams code at resampling `factor`: ceil(size / factor), Lanczos (the alpha
     plane is stored at full size)."""
     if factor == 1:

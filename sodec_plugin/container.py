@@ -6,9 +6,9 @@ Layout (docs/format.md has the full description)::
     [chunk count:varint, then per chunk: type:u8 length:varint data]   (if flags bit 3)
     z length:varint  z stream  y stream  crc32:u32be (of every byte before it)
 
-flags bits 0-2 are the mode (RGB, L, RGBA, LA); bit 3 says chunks follow; bits 4-5 are log2 of the
-resampling factor (the streams code the image at 1/factor of its size, the decoder scales it back);
-bits 6-7 must be 0.
+flags bits 0-2 are the mode (RGB, L, RGBA, LA); bit 3 says chunks follow; bits 4-6 index the
+resampling factor in RESAMPLE_FACTORS (the streams code the image at 1/factor of its size, the decoder
+scales it back); bit 7 must be 0.
 model is the first 4 bytes of the sha256 of the model's weights. Chunk types below 128 are
 critical (an unknown one is an error); 128 and above may be skipped by readers that do not know them.
 """
@@ -31,15 +31,18 @@ MAX_DIMENSION = 1 << 24
 MODEL_ID_BYTES = 4
 MODEL_ID_HEX_DIGITS = 2 * MODEL_ID_BYTES  # the model id in hex, as names and messages show it
 MAX_CHUNKS = 64
-# Resampling factors a file may name (flags bits 4-5 hold log2 of it): the streams then code an image
-# of ceil(width / factor) x ceil(height / factor), which the decoder scales back up (codec.py).
-RESAMPLE_FACTORS = (1, 2, 4, 8)
+# Resampling factors a file may name (flags bits 4-6 hold the index into this tuple; the first four
+# were written as log2 of the factor in bits 4-5, which the index equals): the streams then code an
+# image of ceil(width / factor) x ceil(height / factor), which the decoder scales back up (codec.py).
+RESAMPLE_FACTORS = (1, 2, 4, 8, 1.5)
 MAX_CHUNK_BYTES = (1 << 32) - 1
 
 
-def coded_size(width: int, height: int, factor: int) -> tuple[int, int]:
-    """(width, height) of the image the streams code at resampling `factor`."""
-    return -(-width // factor), -(-height // factor)
+def coded_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """(width, height) of the image the streams code at resampling `factor`, in exact arithmetic
+    (1.5 codes ceil(2 * width / 3))."""
+    num, den = float(factor).as_integer_ratio()
+    return -(-width * den // num), -(-height * den // num)
 
 
 def model_id_hex(digest: str) -> str:
@@ -98,7 +101,7 @@ class SDCFile:
     y_stream: bytes = b""
     chunks: dict[int, bytes] = field(default_factory=dict)
     file_size: int = 0
-    resample: int = 1
+    resample: float = 1
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -215,7 +218,7 @@ def parse(data: bytes, *, verify: bool = True, header_only: bool = False) -> SDC
     width = r.varint("width", MAX_DIMENSION - 1) + 1
     height = r.varint("height", MAX_DIMENSION - 1) + 1
     flags = r.u8("flags")
-    if flags & 0xC0 or (flags & 0x07) >= len(MODES):
+    if flags & 0x80 or (flags & 0x07) >= len(MODES) or (flags >> 4 & 0x07) >= len(RESAMPLE_FACTORS):
         raise FormatError(f"invalid flags byte 0x{flags:02x}")
     model_id = r.take(MODEL_ID_BYTES, "model id")
     rate = r.u8("rate position")
@@ -233,7 +236,7 @@ def parse(data: bytes, *, verify: bool = True, header_only: bool = False) -> SDC
             if kind in Chunk.NAMES:
                 chunks[kind] = body
     f = SDCFile(width, height, MODES[flags & 0x07], model_id, rate, chunks=chunks, file_size=len(data),
-                resample=RESAMPLE_FACTORS[flags >> 4 & 0x03])
+                resample=RESAMPLE_FACTORS[flags >> 4 & 0x07])
     if header_only:
         return f
     z_len = r.varint("z stream length", r.end - r.pos)

@@ -44,27 +44,35 @@ def position_to_quality(position: int, max_position: int) -> int:
 # A photo coded at half or a quarter of its size and scaled back up (Lanczos) beats the same model
 # at full size at low rates: on photos of 1.5-6.5 MP at 0.016-0.04 bpp by 0.6-3.9 dB PSNR and 10-35
 # SSIMULACRA2 points at half size, and by more at a quarter below 0.01 bpp; on photos of 0.15-0.4 MP
-# at half size up to about 0.08 bpp (docs/results.md, resampling). So at low qualities the encoder
-# climbs the rungs of its image's ladder: the model's positions at a quarter of the size, then at half
-# of it, then full size from `full` up, where every quality codes as it did before resampling. A
-# ladder: (shorter side at least, rungs as (factor, first position, last position), full), positions
-# in fractions of the model's. An image takes the first ladder its shorter side reaches (smaller ones
-# code every quality at full size). Every join lands on more bytes and a better picture, so quality
-# stays monotone; the first rung starts at the lowest position.
+# at half size up to about 0.08 bpp. At 2/3 of the size such large photos gain CVVDP and SSIMULACRA2
+# over full size up to about 0.13 bpp, and PSNR over half size (docs/results.md, resampling). So at
+# low and middle qualities the encoder climbs the rungs of its image's ladder: the model's positions
+# at a quarter of the size, then at half, then at 2/3 of it, then full size from `full` up, where every
+# quality codes as it did before resampling (the default quality 75 among them). A ladder: (shorter
+# side at least, rungs as (factor, first position, last position), full), positions in fractions of
+# the model's. An image takes the first ladder its shorter side reaches (smaller ones code every
+# quality at full size). Every join lands on more bytes and a better picture, so quality stays
+# monotone; the first rung starts at the lowest position.
 LADDERS = (
-    (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.875)), 0.625),
+    (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.8125), (1.5, 0.6875, 0.875)), 95 / 128),
     (320, ((2, 0.0, 0.8125),), 0.5),
 )
-RESAMPLING_CHOICES = ("auto", *RESAMPLE_FACTORS)
+RESAMPLING_CHOICES = ("auto", *sorted(RESAMPLE_FACTORS))
+
+
+def size_fraction(factor: float) -> str:
+    """The coded size as a fraction of the image's: "1/2" at factor 2, "2/3" at factor 1.5."""
+    num, den = float(factor).as_integer_ratio()
+    return f"{den}/{num}"
 
 
 def describe_ladders() -> str:
     """The automatic choice in words, for help texts."""
-    return "; ".join(f"below quality {1 + 99 * full:g} from {side} px on the shorter side at "
-                     + " then ".join(f"1/{f}" for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS)
+    return "; ".join(f"below quality {1 + 99 * full:.4g} from {side} px on the shorter side at "
+                     + " then ".join(size_fraction(f) for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS)
 
 
-def resampling_from_name(name: str) -> int | str:
+def resampling_from_name(name: str) -> float | str:
     """A resampling choice from its name ("auto", "1", "2", ...): what command lines and combo boxes hold."""
     for choice in RESAMPLING_CHOICES:
         if str(name) == str(choice):
@@ -72,21 +80,21 @@ def resampling_from_name(name: str) -> int | str:
     raise ValueError(f"resampling must be one of {', '.join(map(str, RESAMPLING_CHOICES))}, got {name!r}")
 
 
-def resampling_note(factor: int) -> str:
-    """", coded at 1/F size" for a file whose streams code a smaller image; "" for full size."""
-    return f", coded at 1/{factor} size" if factor != 1 else ""
+def resampling_note(factor: float) -> str:
+    """", coded at 1/2 size" for a file whose streams code a smaller image; "" for full size."""
+    return f", coded at {size_fraction(factor)} size" if factor != 1 else ""
 
 
-def check_resampling(resampling: Any) -> int | None:
-    """None or "auto": the ladder; 1, 2, 4 or 8: that factor at every quality."""
+def check_resampling(resampling: Any) -> float | None:
+    """None or "auto": the ladder; 1, 1.5, 2, 4 or 8: that factor at every quality."""
     if resampling is None or resampling == "auto":
         return None
     if isinstance(resampling, bool) or resampling not in RESAMPLING_CHOICES[1:]:
         raise ValueError(f"resampling must be 'auto' or one of {RESAMPLING_CHOICES[1:]}, got {resampling!r}")
-    return int(resampling)
+    return int(resampling) if resampling == int(resampling) else float(resampling)
 
 
-def _ladder(max_position: int, width: int, height: int) -> tuple[list[tuple[int, int, int]], int, float]:
+def _ladder(max_position: int, width: int, height: int) -> tuple[list[tuple[float, int, int]], int, float]:
     """This image's rungs below full size as (factor, first position, last position), their number
     of positions, and the quality where full size starts; no rungs for a model of one rate point
     (it has one quality) or an image under every ladder's size."""
@@ -106,7 +114,7 @@ def position_to_quality_exact(position: int, max_position: int) -> float:
 
 
 def coding_point(quality: Any, max_position: int, *, width: int, height: int,
-                 resampling: Any = None) -> tuple[int, int]:
+                 resampling: Any = None) -> tuple[float, int]:
     """(resampling factor, rate position) a quality codes at. A forced factor keeps the plain mapping
     (quality_to_position), and so does the automatic ladder from its full-size quality up; below
     that the image's rungs' positions are spread evenly over the qualities, one rung after another."""
@@ -123,7 +131,7 @@ def coding_point(quality: Any, max_position: int, *, width: int, height: int,
     raise AssertionError("the rungs cover every quality below full size")
 
 
-def point_quality(factor: int, position: int, max_position: int, *, width: int, height: int) -> float:
+def point_quality(factor: float, position: int, max_position: int, *, width: int, height: int) -> float:
     """The quality that codes at (factor, position) on this image's ladder (coding_point's inverse, to
     one position); a point off the ladder (a forced factor) reads as position_to_quality."""
     rungs, count, full_quality = _ladder(max_position, width, height)

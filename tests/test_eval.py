@@ -357,7 +357,7 @@ def test_eval_qualities_add_halfway_points_where_the_ladders_resample():
 
     qs = eval_qualities(128, 9)
     assert set(default_qualities(128, 9)) < set(qs) and qs == sorted(qs)
-    assert [quality_to_position(q, 128) for q in qs] == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 128]
+    assert [quality_to_position(q, 128) for q in qs] == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 112, 128]
     assert eval_qualities(0, 1) == [100.0]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,9 +28,18 @@ def _file(resample: int) -> SDCFile:
 def test_factor_round_trips_in_the_flags(factor):
     data = container.pack(_file(factor))
     f = container.parse(data)
-    assert f.resample == factor and f.coded_size == (-(-1001 // factor), -(-67 // factor))
+    coded = (math.ceil(1001 / Fraction(factor)), math.ceil(67 / Fraction(factor)))
+    assert f.resample == factor and f.coded_size == coded
     assert data[FLAGS] >> 4 == container.RESAMPLE_FACTORS.index(factor)
     assert (f.width, f.height, f.mode, f.z_stream, f.y_stream) == (1001, 67, "RGBA", b"z" * 5, b"y" * 9)
+
+
+def test_power_of_two_factors_keep_their_flags():
+    """Files of factors 1-8 were written with log2 of the factor in bits 4-5: the index still is."""
+    for log2 in range(4):
+        assert container.pack(_file(1 << log2))[FLAGS] >> 4 == log2
+    two_thirds = container.pack(_file(1.5))
+    assert two_thirds[FLAGS] >> 4 == 4 and container.parse(two_thirds).coded_size == (668, 45)
 
 
 def test_unresampled_files_keep_their_bytes():
@@ -35,7 +47,7 @@ def test_unresampled_files_keep_their_bytes():
     assert container.pack(_file(1))[FLAGS] == container.MODES.index("RGBA") | 0x08
 
 
-@pytest.mark.parametrize("bits", [0x40, 0x80, 0xC0])
+@pytest.mark.parametrize("bits", [0x50, 0x60, 0x70, 0x80, 0xC0])
 def test_reserved_flag_bits_are_refused(bits):
     data = bytearray(container.pack(_file(1)))
     data[FLAGS] |= bits
@@ -43,7 +55,7 @@ def test_reserved_flag_bits_are_refused(bits):
         container.parse(bytes(data), verify=False)
 
 
-@pytest.mark.parametrize("factor", [0, 3, 16, -2])
+@pytest.mark.parametrize("factor", [0, 3, 16, -2, 1.25])
 def test_pack_refuses_other_factors(factor):
     with pytest.raises(ValueError, match="resampling factor"):
         container.pack(_file(factor))
@@ -62,7 +74,7 @@ def test_ladder_climbs_factor_by_factor(size):
     for (f0, p0), (f1, p1) in zip(points, points[1:], strict=False):
         assert f1 < f0 or (f1 == f0 and p1 >= p0)
     assert points[-1] == (1, MAX_POSITION)
-    for q in (62.875, 75, 90):
+    for q in (74.5, 75, 90):  # the default quality 75 among them: it writes what it wrote before resampling
         assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) == (
             1, rates.quality_to_position(q, MAX_POSITION))
     assert points[0][1] == 0  # the lowest quality is the lowest position of the first rung
@@ -75,7 +87,7 @@ def _full_size_from(width: int, height: int) -> float:
 
 def test_ladder_by_image_size():
     for size in ((4000, 3000), (640, 2000)):
-        assert {f for f, _ in _ladder(*size)} == {4, 2, 1} and _full_size_from(*size) == 62.88
+        assert {f for f, _ in _ladder(*size)} == {4, 2, 1.5, 1} and _full_size_from(*size) == 74.48
     for size in ((639, 2000), (768, 512), (481, 320)):
         assert {f for f, _ in _ladder(*size)} == {2, 1} and _full_size_from(*size) == 50.5
     assert _full_size_from(319, 800) == 1
@@ -97,7 +109,7 @@ def test_a_single_rate_point_model_has_no_ladder():
 
 
 def test_forced_factor_keeps_the_plain_mapping():
-    for factor in (1, 2, 4, 8):
+    for factor in (1, 1.5, 2, 4, 8):
         assert rates.coding_point(30, MAX_POSITION, width=64, height=64, resampling=factor) == (
             factor, rates.quality_to_position(30, MAX_POSITION))
     assert rates.coding_point(30, MAX_POSITION, width=4000, height=3000, resampling="auto") == \
@@ -110,21 +122,22 @@ def test_bad_resampling_is_refused(tiny_fidelity, bad):
         sp.compress(kodak_crop(), model=str(tiny_fidelity), quality=10, resampling=bad)
 
 
-def test_resampled_file_codes_the_downscaled_image(tiny_fidelity):
-    """The streams of a half-size file are those of the Lanczos-downscaled image coded at full size,
-    and its decode is that image's decode scaled back up."""
+@pytest.mark.parametrize(("resampling", "factor", "coded"), [("auto", 2, (165, 161)), (1.5, 1.5, (220, 215))])
+def test_resampled_file_codes_the_downscaled_image(tiny_fidelity, resampling, factor, coded):
+    """The streams of a half-size (or 2/3-size) file are those of the Lanczos-downscaled image coded
+    at full size, and its decode is that image's decode scaled back up."""
     im = kodak_crop(2, (0, 0, 330, 322))
-    data = sp.compress(im, model=str(tiny_fidelity), quality=1)
+    data = sp.compress(im, model=str(tiny_fidelity), quality=1, resampling=resampling)
     f = container.parse(data)
-    assert (f.resample, f.coded_size, (f.width, f.height)) == (2, (165, 161), (330, 322))
-    small = im.resize((165, 161), codec.RESAMPLE_FILTER)
+    assert (f.resample, f.coded_size, (f.width, f.height)) == (factor, coded, (330, 322))
+    small = im.resize(coded, codec.RESAMPLE_FILTER)
     direct = container.parse(sp.compress(small, model=str(tiny_fidelity), quality=1, resampling=1))
     assert (f.z_stream, f.y_stream, f.rate_position) == (direct.z_stream, direct.y_stream, direct.rate_position)
     out = sp.decompress(data, model=str(tiny_fidelity))
     expect = np.asarray(sp.decompress(container.pack(direct), model=str(tiny_fidelity)).resize(
         (330, 322), codec.RESAMPLE_FILTER))
     assert out.size == (330, 322) and np.array_equal(np.asarray(out), expect)
-    assert sp.read_header(data)["resampling"] == 2
+    assert sp.read_header(data)["resampling"] == factor
 
 
 def test_high_quality_writes_what_it_always_did(tiny_fidelity):

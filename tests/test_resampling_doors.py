@@ -32,18 +32,22 @@ def test_cli_resampling_and_info(tiny_fidelity: Path, tmp_path: Path, capsys: py
     assert half.read_bytes() == sodec_plugin.compress(crop, model=str(tiny_fidelity), quality=40, resampling=2)
     assert main(["compress", str(src), "-o", str(auto), "--model", str(tiny_fidelity), "--quality", "40", "-q"]) == 0
     assert auto.read_bytes() == sodec_plugin.compress(crop, model=str(tiny_fidelity), quality=40)
+    two_thirds = tmp_path / "two-thirds.sdc"
+    assert main(["compress", str(src), "-o", str(two_thirds), "--model", str(tiny_fidelity), "--quality", "40",
+                 "--resampling", "1.5", "-q"]) == 0
     capsys.readouterr()
-    assert main(["info", str(half), str(auto)]) == 0
+    assert main(["info", str(half), str(auto), str(two_thirds)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"{half}: 97x65 RGB") and lines[0].endswith(", resampled 1/2 (coded 49x33)")
     assert lines[1].startswith(f"{auto}: 97x65 RGB") and "resampled" not in lines[1]
+    assert lines[2].endswith(", resampled 2/3 (coded 65x44)")
 
 
 @pytest.mark.parametrize("bad", ["3", "0", "half", "2.0"])
 def test_cli_refuses_other_resampling(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["compress", str(tmp_path / "in.png"), "--resampling", bad])
-    assert "--resampling: choose from auto, 1, 2, 4, 8" in capsys.readouterr().err
+    assert "--resampling: choose from auto, 1, 1.5, 2, 4, 8" in capsys.readouterr().err
 
 
 # ---- ComfyUI ---------------------------------------------------------------------------------------------------
@@ -59,7 +63,7 @@ def test_comfyui_encode_with_resampling(tiny_fidelity: Path) -> None:
     crop = kodak_crop(6, (0, 0, 72, 56))
     image = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0)[None]
     spec = comfyui_nodes.NODE_CLASS_MAPPINGS["SODECEncode"].INPUT_TYPES()["optional"]["resampling"]
-    assert spec[0] == ["auto", "1", "2", "4", "8"] and spec[1]["default"] == "auto"
+    assert spec[0] == ["auto", "1", "1.5", "2", "4", "8"] and spec[1]["default"] == "auto"
 
     out = comfy_encode(image=image, sodec_model=handle, quality=40, resampling="4")
     bits = out["result"][0]
@@ -68,6 +72,10 @@ def test_comfyui_encode_with_resampling(tiny_fidelity: Path) -> None:
     plain = comfy_encode(image=image, sodec_model=handle, quality=40)  # a workflow saved without the input
     assert plain["result"][0].files[0] == sodec_plugin.compress(crop, model=handle.model, quality=40)
     assert "coded at" not in plain["ui"]["text"][0]
+    two_thirds = comfy_encode(image=image, sodec_model=handle, quality=40, resampling="1.5")
+    assert two_thirds["result"][0].files[0] == sodec_plugin.compress(crop, model=handle.model, quality=40,
+                                                                     resampling=1.5)
+    assert ", coded at 2/3 size, " in two_thirds["ui"]["text"][0]
     decoder = comfyui_nodes.NODE_CLASS_MAPPINGS["SODECDecode"]()
     decoded = getattr(decoder, decoder.FUNCTION)(bitstream=bits, sodec_model=handle, decode_path="fidelity",
                                                  guidance=1.0, tile_size=768)["result"][0]

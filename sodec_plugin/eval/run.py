@@ -32,7 +32,7 @@ def eval_qualities(max_position: int, count: int = 8) -> list[float]:
     points = default_qualities(max_position, count)
     top = max(round(full * max_position) for _, _, full in LADDERS)
     halves = {round((a + b) / 2, 4) for a, b in zip(points, points[1:], strict=False)
-              if quality_to_position(b, max_position) <= top}
+              if quality_to_position(a, max_position) < top}
     return sorted(set(points) | halves)
 
 

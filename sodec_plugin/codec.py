@@ -2,7 +2,7 @@
 
 Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents and
 cropped back after decoding. At low qualities a large enough photo is coded at 1/2 or 1/4 of its size
-and scaled back up after decoding (resampling: rates.coding_point). The networks stream bands of rows
+(any resampling factor when forced) and scaled back up after decoding (resampling: rates.coding_point). The networks stream bands of rows
 (models/rows.py), so memory is bounded by the band however large the image; the diffusion path's
 UNet and VAE tile.
 """
@@ -10,6 +10,7 @@ UNet and VAE tile.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,8 +149,8 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate.
     effort 1..9 searches for latents that code smaller at the same quality (slower; the same
     decoder and format); `progress(done, total)` is called per search step (and may raise to cancel).
-    resampling: None / "auto" codes low qualities at 2/3, half or a quarter of the size, where that
-    looks better for the bytes (rates.coding_point); 1, 1.5, 2, 4 or 8 codes at that factor at every
+    resampling: None / "auto" codes low qualities at half or a quarter of the size, where that looks
+    better for the bytes (rates.coding_point); 1, 1.5, 2, 4 or 8 codes at that factor at every
     quality."""
     import torch
 
@@ -161,7 +162,8 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     pil = normalize_mode(to_pil(image))
     m = get_model(model, device=device)
     factor, position = coding_point(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position,
-                                    width=pil.width, height=pil.height, resampling=resampling)
+                                    width=pil.width, height=pil.height, resampling=resampling,
+                                    round_trip_db=lambda f: round_trip_db(pil, f))
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
@@ -198,6 +200,17 @@ def downscaled(pil: Image.Image, factor: float) -> Image.Image:
     if factor == 1:
         return pil
     return pil.convert("RGB").resize(container.coded_size(pil.width, pil.height, factor), RESAMPLE_FILTER)
+
+
+def round_trip_db(pil: Image.Image, factor: float) -> float:
+    """PSNR of the image scaled down by `factor` and back up, no coding: what resampling alone costs
+    it, so the ladder can tell smooth photos from detailed ones (rates.DETAIL_FLOOR_DB). Summed in bands
+    of rows, so a 12 MP photo needs no float copy of itself."""
+    rgb = np.asarray(pil.convert("RGB"))
+    back = np.asarray(downscaled(pil, factor).resize(pil.size, RESAMPLE_FILTER))
+    sse = sum(int(np.sum((rgb[r:r + 256].astype(np.int32) - back[r:r + 256]) ** 2, dtype=np.int64))
+              for r in range(0, rgb.shape[0], 256))
+    return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * rgb.size / sse)
 
 
 def upscaled(arr: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -104,6 +104,56 @@ def test_point_quality_inverts_the_ladder(size):
         assert rates.coding_point(back, MAX_POSITION, width=width, height=height) == (factor, position)
 
 
+def test_detailed_photos_code_the_two_thirds_rung_at_full_size():
+    """Below rates.DETAIL_FLOOR_DB of round-trip PSNR the 2/3-size rung's qualities code full-size positions
+    instead, as many, ending just below the full-size start; every other quality codes as for a smooth photo,
+    the ladder stays monotone, and point_quality reads both back."""
+    size, asked = (2560, 1440), []
+
+    def detailed(factor: float) -> float:
+        asked.append(factor)
+        return rates.DETAIL_FLOOR_DB - 0.01
+
+    qualities = [float(q) for q in np.round(np.arange(1.0, 100.001, 0.05), 2)]
+    smooth = [rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) for q in qualities]
+    rough = [rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], round_trip_db=detailed)
+             for q in qualities]
+    assert set(asked) == {1.5}
+    rung = [(s, r) for s, r in zip(smooth, rough, strict=True) if s != r]
+    assert {s[0] for s, _ in rung} == {1.5} and {r[0] for _, r in rung} == {1}
+    assert [r[1] for _, r in rung][-1] == rates.quality_to_position(74.48, MAX_POSITION) - 1
+    assert [s[1] - r[1] for s, r in rung] == [18] * len(rung)  # 2/3 size 88-112 -> full size 70-94
+    for (f0, p0), (f1, p1) in zip(rough, rough[1:], strict=False):
+        assert f1 < f0 or (f1 == f0 and p1 >= p0)
+    for q in range(1, 101):
+        for kwargs in ({}, {"round_trip_db": detailed}):
+            point = rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], **kwargs)
+            back = rates.point_quality(*point, MAX_POSITION, width=size[0], height=size[1])
+            assert rates.coding_point(back, MAX_POSITION, width=size[0], height=size[1], **kwargs) == point
+    assert rates.coding_point(70, MAX_POSITION, width=size[0], height=size[1],
+                              round_trip_db=lambda f: rates.DETAIL_FLOOR_DB) == rates.coding_point(
+        70, MAX_POSITION, width=size[0], height=size[1])
+
+
+def test_full_size_start_reads_back_as_a_quality_that_codes_it():
+    """The plain mapping rounds to whole qualities; at the ladder's full-size start that would fall below it."""
+    for size, start in (((2560, 1440), 95), ((768, 512), 64)):
+        q = rates.point_quality(1, start, MAX_POSITION, width=size[0], height=size[1])
+        assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) == (1, start)
+        assert rates.coding_point(q - 0.01, MAX_POSITION, width=size[0], height=size[1])[0] != 1
+
+
+def test_round_trip_db_tells_smooth_from_detailed():
+    flat = Image.new("RGB", (300, 200), (90, 120, 30))
+    assert codec.round_trip_db(flat, 1.5) == float("inf")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    assert codec.round_trip_db(noise, 1.5) < 15
+    photo = kodak_crop(2, (0, 0, 330, 322))
+    expect = 10 * np.log10(255**2 / np.mean((np.asarray(photo, np.float64) - np.asarray(
+        codec.downscaled(photo, 1.5).resize(photo.size, codec.RESAMPLE_FILTER), np.float64)) ** 2))
+    assert codec.round_trip_db(photo, 1.5) == pytest.approx(expect, abs=1e-9)
+
+
 def test_a_single_rate_point_model_has_no_ladder():
     assert {rates.coding_point(q, 0, width=4000, height=3000) for q in (1, 30, 99.9, 100)} == {(1, 0)}
 

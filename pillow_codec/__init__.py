@@ -27,12 +27,12 @@ smaller at the same quality: slower saves (about 2.5 s per megapixel per search 
 thread; effort 4 is 20 steps), the same decoder, files any reader of .sdc decodes.
 ``resampling`` ("auto", the default, or 1, 1.5, 2, 4, 8; anything else raises ValueError) codes the
 image at 1/factor of its width and height and the decoder scales it back up (Lanczos): "auto"
-does so at low qualities, where that looks better for the bytes: below quality 62.875 on images
-of 640 px or more on the shorter side (a quarter, then half of the size), below 50.5 on images of
-320 to 639 px (half size) (``sodec_plugin.rates.LADDERS``, ``coding_point``); a number forces
-that factor at every quality. The three
-metadata options fall back to ``im.info`` (pass ``b""`` to drop one); ``exif`` may be an
-``Image.Exif``, ``xmp`` a str. The encoder runs in memory and the file is written once, so a
+does so at low qualities, where that looks better for the bytes: below quality 74.48 on images of
+640 px or more on the shorter side (a quarter, then half of the size, then 2/3 of it on smooth
+photos), below 50.5 on images of 320 to 639 px (half size) (``sodec_plugin.rates.LADDERS``,
+``coding_point``); a number forces that factor at every quality. The three metadata options
+fall back to ``im.info`` (pass ``b""`` to drop one); ``exif`` may be an ``Image.Exif``, ``xmp`` a
+str. The encoder runs in memory and the file is written once, so a
 failed save writes nothing, and Pillow removes the file that ``Image.save`` created for it (an
 existing file given by name is truncated by ``Image.save`` before any plugin runs; save to a
 temporary name and rename to replace files atomically).
@@ -44,7 +44,7 @@ point (smallest files), 100 the highest, and positions between two rate points i
 gains in 1/rate_substeps steps. For the releases since sodec-lite-2 (9 rate points, 16
 substeps), positions run 0..128 and quality 75 is position 96, rate point 6; for the first release
 sodec-lite (8 points) they run 0..112 and quality 75 is position 84, between points 5 and 6. That is
-the whole mapping from the ladder's full-size quality up (62.875 or 50.5; every quality on images
+the whole mapping from the ladder's full-size quality up (74.48 or 50.5; every quality on images
 under 320 px), and at every quality with a forced ``resampling``; below it "auto" spreads the
 qualities over the positions of the smaller sizes first. On reading,
 ``info["quality"]`` is the quality that codes at the file's factor and position on the image's

@@ -64,7 +64,7 @@ OPTIONS = {
     "dtype": "model dtype for decoding ('fp32', 'fp16', 'bf16' or a torch.dtype)",
     "quality": "default save quality, 1..100",
     "effort": "default save effort, 0..9 (0: fastest; higher: smaller files, slower saves, same decoder)",
-    "resampling": f"default save resampling, one of {RESAMPLING_CHOICES} (auto: low qualities code at 1/2 or 1/4 "
+    "resampling": f"default save resampling, one of {RESAMPLING_CHOICES} (auto: low qualities code at 1/4, 1/2 or 2/3 "
                   "size where that looks better)",
     "decode_mode": "engine decode path for load(): 'auto', 'diffusion' or 'fidelity'",
     "guidance": "fidelity guidance: higher stays closer to the original (default: the model's own)",
@@ -215,7 +215,7 @@ class SodecImageFile(ImageFile.ImageFile):
         self.info["rate_position"] = header.rate_position
         self.info["resampling"] = header.resample
         if max_position is not None and header.rate_position <= max_position:
-            # the quality on this image's ladder: a low quality may code at 1/2 or 1/4 size (rates.coding_point)
+            # the quality on this image's ladder: a low quality may code at 1/4, 1/2 or 2/3 size (rates.coding_point)
             self.info["quality"] = point_quality(header.resample, header.rate_position, max_position,
                                                  width=header.width, height=header.height)
         self.info["bpp"] = self._sdc_header.bits_per_pixel

@@ -1,10 +1,10 @@
 """compress / decompress: image <-> padded tensor <-> latents <-> .sdc container.
 
 Any size from 1x1 up: images are padded (edge replication) to the 64-pixel grid of the latents and
-cropped back after decoding. At low qualities a large enough photo is coded at 1/2 or 1/4 of its size
-(any resampling factor when forced) and scaled back up after decoding (resampling: rates.coding_point). The networks stream bands of rows
-(models/rows.py), so memory is bounded by the band however large the image; the diffusion path's
-UNet and VAE tile.
+cropped back after decoding. At low qualities a large enough photo is coded at 1/4, 1/2 or (smooth
+photos) 2/3 of its size and scaled back up after decoding (resampling: rates.coding_point). The
+networks stream bands of rows (models/rows.py), so memory is bounded by the band however large the
+image; the diffusion path's UNet and VAE tile.
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     """Encode an image (PIL, numpy, torch or a path) to .sdc bytes; the bytes are the rate.
     effort 1..9 searches for latents that code smaller at the same quality (slower; the same
     decoder and format); `progress(done, total)` is called per search step (and may raise to cancel).
-    resampling: None / "auto" codes low qualities at half or a quarter of the size, where that looks
-    better for the bytes (rates.coding_point); 1, 1.5, 2, 4 or 8 codes at that factor at every
-    quality."""
+    resampling: None / "auto" codes low qualities at a quarter, half or (smooth photos) 2/3 of the
+    size, where that looks better for the bytes (rates.coding_point); 1, 1.5, 2, 4 or 8 codes at
+    that factor at every quality."""
     import torch
 
     from .engine import get_model

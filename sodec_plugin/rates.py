@@ -47,20 +47,22 @@ def position_to_quality(position: int, max_position: int) -> int:
 # SSIMULACRA2 points at half size, and by more at a quarter below 0.01 bpp; on photos of 0.15-0.4 MP
 # at half size up to about 0.08 bpp (docs/results.md, resampling). So at low qualities the encoder
 # climbs the rungs of its image's ladder: the model's positions at a quarter of the size, then at half
-# of it, then (large photos) at 2/3 of it, then full size from `full` up, where every quality codes as
-# it did before resampling (the default quality 75 among them). A ladder: (shorter side at least,
-# rungs as (factor, first position, last position), full), positions in fractions of the model's. An
-# image takes the first ladder its shorter side reaches (smaller ones code every quality at full
-# size). Every join lands on more bytes and a better picture, so quality stays monotone; the first
-# rung starts at the lowest position.
+# of it, then full size from `full` up, where every quality codes as it did before resampling. A
+# ladder: (shorter side at least, rungs as (factor, first position, last position), full), positions
+# in fractions of the model's. An image takes the first ladder its shorter side reaches (smaller ones
+# code every quality at full size). Every join lands on more bytes and a better picture, so quality
+# stays monotone; the first rung starts at the lowest position.
 LADDERS = (
-    (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.8125), (1.5, 0.6875, 0.875)), 95 / 128),
+    (640, ((4, 0.0, 0.8125), (2, 0.5625, 0.875)), 0.625),
     (320, ((2, 0.0, 0.8125),), 0.5),
 )
-# The 2/3-size rung pays on smooth photos and loses on detailed ones, where the 2/3-size round trip
-# alone (Lanczos down and up, no coding) already costs much: below this PSNR of that round trip the
-# rung codes at full size instead, at as many positions, ending just below `full` (docs/results.md).
-DETAIL_FACTOR = 1.5
+# Smooth photos code the first full-size qualities of their ladder at 2/3 of the size instead: that
+# gains CVVDP and SSIMULACRA2 there on smooth photos and loses on detailed ones, where the 2/3-size
+# round trip alone (Lanczos down and up, no coding) already costs much: a photo under DETAIL_FLOOR_DB
+# of that round trip keeps full size (docs/results.md). (shorter side at least, factor, first and
+# last position, full size from), positions in fractions of the model's; the qualities from the
+# ladder's full-size start to that of `full size from` spread over the positions.
+SMOOTH_RUNG = (640, 1.5, 0.75, 0.875, 95 / 128)
 DETAIL_FLOOR_DB = 38.0
 RESAMPLING_CHOICES = ("auto", *sorted(RESAMPLE_FACTORS))
 
@@ -73,8 +75,11 @@ def size_fraction(factor: float) -> str:
 
 def describe_ladders() -> str:
     """The automatic choice in words, for help texts."""
+    least, factor, _, _, full = SMOOTH_RUNG
     return "; ".join(f"below quality {1 + 99 * full:g} from {side} px on the shorter side at "
-                     + " then ".join(size_fraction(f) for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS)
+                     + " then ".join(size_fraction(f) for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS
+                     ) + (f"; smooth photos from {least} px at {size_fraction(factor)} size from there to quality "
+                          f"{1 + 99 * full:.4g}")
 
 
 def resampling_from_name(name: str) -> float | str:
@@ -118,51 +123,62 @@ def position_to_quality_exact(position: int, max_position: int) -> float:
     return 1.0 + 99.0 * position / max_position
 
 
+def _smooth_rung(max_position: int, width: int, height: int) -> tuple[float, int, int, float, float] | None:
+    """(factor, first position, last position, first quality, quality of full size) of this image's
+    smooth-photo rung (SMOOTH_RUNG), or None."""
+    least, factor, lo, hi, full = SMOOTH_RUNG
+    rungs, _, start = _ladder(max_position, width, height)
+    if not rungs or min(width, height) < least:
+        return None
+    return (factor, round(lo * max_position), round(hi * max_position), start,
+            position_to_quality_exact(round(full * max_position), max_position))
+
+
 def coding_point(quality: Any, max_position: int, *, width: int, height: int, resampling: Any = None,
                  round_trip_db: Callable[[float], float] | None = None) -> tuple[float, int]:
     """(resampling factor, rate position) a quality codes at. A forced factor keeps the plain mapping
-    (quality_to_position), and so does the automatic ladder from its full-size quality up; below
-    that the image's rungs' positions are spread evenly over the qualities, one rung after another.
-    `round_trip_db(factor)`: the PSNR of the image scaled down by factor and back up, asked for only
-    on the 2/3-size rung (a photo under DETAIL_FLOOR_DB codes that rung at full size; None: smooth)."""
+    (quality_to_position), and so does the automatic ladder from its full-size quality up, but for
+    the smooth-photo rung; below that the image's rungs' positions are spread evenly over the
+    qualities, one rung after another. `round_trip_db(factor)`: the PSNR of the image scaled down by
+    factor and back up, asked for only at the smooth-photo rung's qualities (None: a smooth photo)."""
     factor = check_resampling(resampling)
     position = quality_to_position(quality, max_position)
     rungs, count, full_quality = _ladder(max_position, width, height)
-    if factor is not None or not rungs or float(quality) >= full_quality:
+    if factor is not None or not rungs:
         return factor or 1, position
-    index = min(count - 1, int((float(quality) - 1.0) / (full_quality - 1.0) * count))
+    q = float(quality)
+    if q >= full_quality:
+        smooth = _smooth_rung(max_position, width, height)
+        if smooth is None or q >= smooth[4]:
+            return 1, position
+        f, lo, hi, start, end = smooth
+        if round_trip_db is not None and round_trip_db(f) < DETAIL_FLOOR_DB:
+            return 1, position
+        return f, lo + min(hi - lo, int((q - start) / (end - start) * (hi - lo + 1)))
+    index = min(count - 1, int((q - 1.0) / (full_quality - 1.0) * count))
     for f, lo, hi in rungs:
         if index <= hi - lo:
-            if f == DETAIL_FACTOR and round_trip_db is not None and round_trip_db(f) < DETAIL_FLOOR_DB:
-                return 1, _full_size_stand_in(max_position, width, height, lo + index)
             return f, lo + index
         index -= hi - lo + 1
     raise AssertionError("the rungs cover every quality below full size")
 
 
-def _full_size_stand_in(max_position: int, width: int, height: int, position: int) -> int:
-    """The full-size position a detailed photo codes instead of 2/3-size `position`: as many
-    positions as the rung has, ending just below the ladder's full-size start."""
-    rungs, _, full_quality = _ladder(max_position, width, height)
-    hi = next(h for f, _, h in rungs if f == DETAIL_FACTOR)
-    return quality_to_position(full_quality, max_position) - 1 - (hi - position)
-
-
 def point_quality(factor: float, position: int, max_position: int, *, width: int, height: int) -> float:
     """The quality that codes at (factor, position) on this image's ladder (coding_point's inverse, to
-    one position; full size at the 2/3-size rung's stand-in positions reads as that rung, as a
-    detailed photo codes it); a point off the ladder (a forced factor) reads as position_to_quality."""
+    one position); a point off the ladder (a forced factor) reads as position_to_quality."""
     rungs, count, full_quality = _ladder(max_position, width, height)
+    smooth = _smooth_rung(max_position, width, height)
+    if smooth is not None and factor == smooth[0] and smooth[1] <= position <= smooth[2]:
+        _, lo, hi, start, end = smooth
+        return round(start + (position - lo + 0.5) / (hi - lo + 1) * (end - start), 2)
     index = 0
     for f, lo, hi in rungs:
-        if f == DETAIL_FACTOR and factor == 1:  # a detailed photo's full-size stand-in for this rung
-            stand_in = position - _full_size_stand_in(max_position, width, height, lo) + lo
-            if lo <= stand_in <= hi:
-                position, factor = stand_in, f
         if f == factor and lo <= position <= hi:
             return round(1.0 + (index + position - lo + 0.5) / count * (full_quality - 1.0), 2)
         index += hi - lo + 1
-    if factor == 1 and rungs and position >= quality_to_position(full_quality, max_position):
-        # the plain mapping rounds to whole qualities: not below the ladder's full-size start
-        return max(position_to_quality(position, max_position), math.ceil(full_quality * 100) / 100)
+    if factor == 1 and rungs:
+        # the plain mapping rounds to whole qualities: not below the full-size start that codes it
+        starts = [full_quality] + ([smooth[4]] if smooth else [])
+        start = max(q for q in starts if quality_to_position(q, max_position) <= position)
+        return max(position_to_quality(position, max_position), math.ceil(start * 100) / 100)
     return position_to_quality(position, max_position)

@@ -104,10 +104,10 @@ def test_point_quality_inverts_the_ladder(size):
         assert rates.coding_point(back, MAX_POSITION, width=width, height=height) == (factor, position)
 
 
-def test_detailed_photos_code_the_two_thirds_rung_at_full_size():
-    """Below rates.DETAIL_FLOOR_DB of round-trip PSNR the 2/3-size rung's qualities code full-size positions
-    instead, as many, ending just below the full-size start; every other quality codes as for a smooth photo,
-    the ladder stays monotone, and point_quality reads both back."""
+def test_detailed_photos_keep_full_size_where_smooth_ones_code_two_thirds():
+    """Below rates.DETAIL_FLOOR_DB of round-trip PSNR the smooth-photo rung's qualities code full size by the
+    plain mapping, as every large photo did before the rung; every other quality codes as for a smooth photo,
+    both ladders stay monotone, and point_quality reads both back."""
     size, asked = (2560, 1440), []
 
     def detailed(factor: float) -> float:
@@ -119,12 +119,13 @@ def test_detailed_photos_code_the_two_thirds_rung_at_full_size():
     rough = [rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], round_trip_db=detailed)
              for q in qualities]
     assert set(asked) == {1.5}
-    rung = [(s, r) for s, r in zip(smooth, rough, strict=True) if s != r]
-    assert {s[0] for s, _ in rung} == {1.5} and {r[0] for _, r in rung} == {1}
-    assert [r[1] for _, r in rung][-1] == rates.quality_to_position(74.48, MAX_POSITION) - 1
-    assert [s[1] - r[1] for s, r in rung] == [18] * len(rung)  # 2/3 size 88-112 -> full size 70-94
-    for (f0, p0), (f1, p1) in zip(rough, rough[1:], strict=False):
-        assert f1 < f0 or (f1 == f0 and p1 >= p0)
+    rung = [(q, s, r) for q, s, r in zip(qualities, smooth, rough, strict=True) if s != r]
+    assert {s[0] for _, s, _ in rung} == {1.5} and {s[1] for _, s, _ in rung} == set(range(96, 113))
+    assert all(r == (1, rates.quality_to_position(q, MAX_POSITION)) for q, _, r in rung)
+    assert (rung[0][0], rung[-1][0]) == (62.9, 74.45)  # 62.875 up to 74.48, on this 0.05 grid
+    for points in (smooth, rough):
+        for (f0, p0), (f1, p1) in zip(points, points[1:], strict=False):
+            assert f1 < f0 or (f1 == f0 and p1 >= p0)
     for q in range(1, 101):
         for kwargs in ({}, {"round_trip_db": detailed}):
             point = rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], **kwargs)
@@ -136,11 +137,14 @@ def test_detailed_photos_code_the_two_thirds_rung_at_full_size():
 
 
 def test_full_size_start_reads_back_as_a_quality_that_codes_it():
-    """The plain mapping rounds to whole qualities; at the ladder's full-size start that would fall below it."""
-    for size, start in (((2560, 1440), 95), ((768, 512), 64)):
+    """The plain mapping rounds to whole qualities; at a full-size start that could fall below it."""
+    def detailed(factor: float) -> float:
+        return 0.0
+
+    for size, start, kwargs in (((2560, 1440), 95, {}), ((2560, 1440), 80, {"round_trip_db": detailed}),
+                                ((768, 512), 64, {})):
         q = rates.point_quality(1, start, MAX_POSITION, width=size[0], height=size[1])
-        assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1]) == (1, start)
-        assert rates.coding_point(q - 0.01, MAX_POSITION, width=size[0], height=size[1])[0] != 1
+        assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], **kwargs) == (1, start)
 
 
 def test_round_trip_db_tells_smooth_from_detailed():
@@ -152,6 +156,21 @@ def test_round_trip_db_tells_smooth_from_detailed():
     expect = 10 * np.log10(255**2 / np.mean((np.asarray(photo, np.float64) - np.asarray(
         codec.downscaled(photo, 1.5).resize(photo.size, codec.RESAMPLE_FILTER), np.float64)) ** 2))
     assert codec.round_trip_db(photo, 1.5) == pytest.approx(expect, abs=1e-9)
+
+
+def test_encoder_keeps_detailed_photos_at_full_size_on_the_smooth_rung(tiny_fidelity):
+    from sodec_plugin.engine import get_model
+
+    max_position = get_model(str(tiny_fidelity)).cfg.max_rate_position
+    ramp = np.linspace(0, 255, 640, dtype=np.float32)
+    smooth = Image.fromarray(np.stack([np.add.outer(ramp, ramp) / 2] * 3, -1).astype(np.uint8))
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (640, 640, 3), dtype=np.uint8))
+    quality = rates.point_quality(1.5, round(0.8125 * max_position), max_position, width=640, height=640)
+    for image, factor in ((smooth, 1.5), (noise, 1)):
+        f = container.parse(sp.compress(image, model=str(tiny_fidelity), quality=quality))
+        assert (f.resample, f.rate_position) == rates.coding_point(
+            quality, max_position, width=640, height=640, round_trip_db=lambda x, im=image: codec.round_trip_db(im, x))
+        assert f.resample == factor
 
 
 def test_a_single_rate_point_model_has_no_ladder():

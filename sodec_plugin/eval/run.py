@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..rates import LADDERS, check_resampling, quality_to_position
+from ..rates import LADDERS, SMOOTH_RUNG, check_resampling, quality_to_position
 from .report import DEFAULT_BASELINES, evaluate, format_markdown
 from .scores import DEFAULT_CROP, DEFAULT_METRICS
 
@@ -26,11 +26,11 @@ def default_qualities(max_position: int, count: int = 8) -> list[float]:
 
 
 def eval_qualities(max_position: int, count: int = 8) -> list[float]:
-    """default_qualities and, below the highest quality where a resampling ladder hands over to full
-    size (rates.LADDERS), the qualities halfway between them: the ladders change factor in there, so
-    the curves need the points (14 instead of 9 for a model of 9 rate points)."""
+    """default_qualities and, below the highest quality where resampling hands over to full size
+    (rates.LADDERS, rates.SMOOTH_RUNG), the qualities halfway between them: the factor changes in
+    there, so the curves need the points (15 instead of 9 for a model of 9 rate points)."""
     points = default_qualities(max_position, count)
-    top = max(round(full * max_position) for _, _, full in LADDERS)
+    top = max(round(full * max_position) for full in [full for _, _, full in LADDERS] + [SMOOTH_RUNG[-1]])
     halves = {round((a + b) / 2, 4) for a, b in zip(points, points[1:], strict=False)
               if quality_to_position(a, max_position) < top}
     return sorted(set(points) | halves)

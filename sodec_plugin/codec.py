@@ -9,6 +9,7 @@ image; the diffusion path's UNet and VAE tile.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
@@ -161,14 +162,15 @@ def compress(image: Any, *, model: Any = None, quality: int | float | None = Non
     steps = steps_for_effort(effort)
     pil = normalize_mode(to_pil(image))
     m = get_model(model, device=device)
+    shrunk = functools.cache(lambda f: downscaled(pil, f))  # the round trip's downscale is the one coded
     factor, position = coding_point(DEFAULT_QUALITY if quality is None else quality, m.cfg.max_rate_position,
                                     width=pil.width, height=pil.height, resampling=resampling,
-                                    round_trip_db=lambda f: round_trip_db(pil, f))
+                                    round_trip_db=lambda f: round_trip_db(pil, f, small=shrunk(f)))
     if position > 255:
         raise ValueError("model has too many rate positions for the container")
     comp = m.compression
     lc = comp.codec  # the coding side
-    coded = downscaled(pil, factor)
+    coded = shrunk(factor)
     x = encoder_input(coded, lc.pad_multiple())
     with torch.inference_mode():
         y, z = comp.analyse(x)
@@ -202,12 +204,13 @@ def downscaled(pil: Image.Image, factor: float) -> Image.Image:
     return pil.convert("RGB").resize(container.coded_size(pil.width, pil.height, factor), RESAMPLE_FILTER)
 
 
-def round_trip_db(pil: Image.Image, factor: float) -> float:
+def round_trip_db(pil: Image.Image, factor: float, *, small: Image.Image | None = None) -> float:
     """PSNR of the image scaled down by `factor` and back up, no coding: what resampling alone costs
-    it, so the ladder can tell smooth photos from detailed ones (rates.DETAIL_FLOOR_DB). Summed in bands
-    of rows, so a 12 MP photo needs no float copy of itself."""
+    it, so the ladder can tell smooth photos from detailed ones (rates.DETAIL_FLOOR_DB). `small`: the
+    image's downscaled(), when the caller has it. Summed in bands of rows, so a 12 MP photo needs no
+    float copy of itself."""
     rgb = np.asarray(pil.convert("RGB"))
-    back = np.asarray(downscaled(pil, factor).resize(pil.size, RESAMPLE_FILTER))
+    back = np.asarray((small or downscaled(pil, factor)).resize(pil.size, RESAMPLE_FILTER))
     sse = sum(int(np.sum((rgb[r:r + 256].astype(np.int32) - back[r:r + 256]) ** 2, dtype=np.int64))
               for r in range(0, rgb.shape[0], 256))
     return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * rgb.size / sse)

@@ -267,4 +267,9 @@ def train(config: str, data: str, out: str, stage: int | str = 1, max_steps: int
         t.export(Path(out) / f"model-stage{stage}")
         if t.step >= t.sr.steps:
             t.export(Path(out) / "model")
+    if t.accelerator is not None:
+        # Every rank waits for rank 0's export, then the process group is torn down before the
+        # interpreter exits: a gloo group left to exit handlers can abort a rank at exit.
+        t.accelerator.wait_for_everyone()
+        t.accelerator.end_training()
     return t

@@ -210,7 +210,8 @@ def round_trip_db(pil: Image.Image, factor: float, *, small: Image.Image | None 
     image's downscaled(), when the caller has it. Summed in bands of rows, so a 12 MP photo needs no
     float copy of itself."""
     rgb = np.asarray(pil.convert("RGB"))
-    back = np.asarray((small or downscaled(pil, factor)).resize(pil.size, RESAMPLE_FILTER))
+    small = downscaled(pil, factor) if small is None else small
+    back = np.asarray(small.resize(pil.size, RESAMPLE_FILTER))
     sse = sum(int(np.sum((rgb[r:r + 256].astype(np.int32) - back[r:r + 256]) ** 2, dtype=np.int64))
               for r in range(0, rgb.shape[0], 256))
     return math.inf if sse == 0 else 10.0 * math.log10(255.0**2 * rgb.size / sse)

@@ -75,11 +75,11 @@ def size_fraction(factor: float) -> str:
 
 def describe_ladders() -> str:
     """The automatic choice in words, for help texts."""
-    least, factor, _, _, full = SMOOTH_RUNG
+    least, factor, _, _, smooth_full = SMOOTH_RUNG
     return "; ".join(f"below quality {1 + 99 * full:g} from {side} px on the shorter side at "
                      + " then ".join(size_fraction(f) for f, _, _ in rungs) + " size" for side, rungs, full in LADDERS
                      ) + (f"; smooth photos from {least} px at {size_fraction(factor)} size from there to quality "
-                          f"{1 + 99 * full:.4g}")
+                          f"{1 + 99 * smooth_full:.4g}")
 
 
 def resampling_from_name(name: str) -> float | str:
@@ -176,9 +176,9 @@ def point_quality(factor: float, position: int, max_position: int, *, width: int
         if f == factor and lo <= position <= hi:
             return round(1.0 + (index + position - lo + 0.5) / count * (full_quality - 1.0), 2)
         index += hi - lo + 1
-    if factor == 1 and rungs:
+    starts = [q for q in [full_quality] + ([smooth[4]] if smooth else [])
+              if quality_to_position(q, max_position) <= position] if factor == 1 and rungs else []
+    if starts:
         # the plain mapping rounds to whole qualities: not below the full-size start that codes it
-        starts = [full_quality] + ([smooth[4]] if smooth else [])
-        start = max(q for q in starts if quality_to_position(q, max_position) <= position)
-        return max(position_to_quality(position, max_position), math.ceil(start * 100) / 100)
+        return max(position_to_quality(position, max_position), math.ceil(max(starts) * 100) / 100)
     return position_to_quality(position, max_position)

@@ -147,6 +147,14 @@ def test_full_size_start_reads_back_as_a_quality_that_codes_it():
         assert rates.coding_point(q, MAX_POSITION, width=size[0], height=size[1], **kwargs) == (1, start)
 
 
+def test_forced_full_size_below_the_ladder_reads_back_as_the_plain_mapping():
+    """A file forced to full size at a low quality (off the ladder) has no full-size start below it."""
+    for size in ((2560, 1440), (768, 512)):
+        for position in (0, 10, 40):
+            assert rates.point_quality(1, position, MAX_POSITION, width=size[0], height=size[1]) == (
+                rates.position_to_quality(position, MAX_POSITION))
+
+
 def test_round_trip_db_tells_smooth_from_detailed():
     flat = Image.new("RGB", (300, 200), (90, 120, 30))
     assert codec.round_trip_db(flat, 1.5) == float("inf")

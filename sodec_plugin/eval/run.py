@@ -30,7 +30,7 @@ def eval_qualities(max_position: int, count: int = 8) -> list[float]:
     (rates.LADDERS, rates.SMOOTH_RUNG), the qualities halfway between them: the factor changes in
     there, so the curves need the points (15 instead of 9 for a model of 9 rate points)."""
     points = default_qualities(max_position, count)
-    top = max(round(full * max_position) for full in [full for _, _, full in LADDERS] + [SMOOTH_RUNG[-1]])
+    top = round(max([full for _, _, full in LADDERS] + [SMOOTH_RUNG[-1]]) * max_position)
     halves = {round((a + b) / 2, 4) for a, b in zip(points, points[1:], strict=False)
               if quality_to_position(a, max_position) < top}
     return sorted(set(points) | halves)

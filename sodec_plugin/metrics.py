@@ -202,6 +202,11 @@ def _has_module(name: str) -> bool:
         return False
 
 
+# Where the backbone weights go, as the reports say it: torch's own name for the folder, not one machine's path
+# (reports are kept in docs/).
+HUB_CHECKPOINTS = "torch.hub.get_dir()/checkpoints"
+
+
 def _lpips_check() -> str | None:
     """None when LPIPS can be built offline, else the reason it cannot and how to fix it."""
     ckpt = hub_checkpoints_dir() / ALEXNET_FILE
@@ -210,7 +215,7 @@ def _lpips_check() -> str | None:
                                       ("AlexNet weights in the torch hub cache", ckpt.is_file())) if not ok]
     if not missing:
         return None
-    return f"no {' and no '.join(missing)}; install lpips and place {ALEXNET_FILE} in {ckpt.parent}"
+    return f"no {' and no '.join(missing)}; install lpips and place {ALEXNET_FILE} in {HUB_CHECKPOINTS}"
 
 
 def _dists_check() -> tuple[str | None, str | None]:
@@ -219,18 +224,18 @@ def _dists_check() -> tuple[str | None, str | None]:
     reasons = []
     if _has_module("DISTS_pytorch"):
         if not vgg.is_file():
-            reasons.append(f"DISTS_pytorch is installed but needs {VGG16_FILE} in {vgg.parent}")
+            reasons.append(f"DISTS_pytorch is installed but needs {VGG16_FILE} in {HUB_CHECKPOINTS}")
         elif _dists_pytorch_weights() is None:
             reasons.append("DISTS_pytorch is installed without its weights.pt")
         else:
             return "DISTS_pytorch", None
     if _has_module("piq"):
         if not vgg.is_file() or not (vgg.parent / PIQ_DISTS_FILE).is_file():
-            reasons.append(f"piq is installed but needs {VGG16_FILE} and {PIQ_DISTS_FILE} in {vgg.parent}")
+            reasons.append(f"piq is installed but needs {VGG16_FILE} and {PIQ_DISTS_FILE} in {HUB_CHECKPOINTS}")
         else:
             return "piq", None
     if not reasons:
-        reasons.append(f"no DISTS_pytorch or piq package; install one and place {VGG16_FILE} in {vgg.parent}")
+        reasons.append(f"no DISTS_pytorch or piq package; install one and place {VGG16_FILE} in {HUB_CHECKPOINTS}")
     return None, "; ".join(reasons)
 
 

@@ -123,11 +123,11 @@ def position_to_quality_exact(position: int, max_position: int) -> float:
     return 1.0 + 99.0 * position / max_position
 
 
-def _smooth_rung(max_position: int, width: int, height: int) -> tuple[float, int, int, float, float] | None:
+def _smooth_rung(max_position: int, width: int, height: int, rungs: list[tuple[float, int, int]],
+                 start: float) -> tuple[float, int, int, float, float] | None:
     """(factor, first position, last position, first quality, quality of full size) of this image's
-    smooth-photo rung (SMOOTH_RUNG), or None."""
+    smooth-photo rung (SMOOTH_RUNG), or None; `rungs` and `start` are the image's _ladder()."""
     least, factor, lo, hi, full = SMOOTH_RUNG
-    rungs, _, start = _ladder(max_position, width, height)
     if not rungs or min(width, height) < least:
         return None
     return (factor, round(lo * max_position), round(hi * max_position), start,
@@ -148,7 +148,7 @@ def coding_point(quality: Any, max_position: int, *, width: int, height: int, re
         return factor or 1, position
     q = float(quality)
     if q >= full_quality:
-        smooth = _smooth_rung(max_position, width, height)
+        smooth = _smooth_rung(max_position, width, height, rungs, full_quality)
         if smooth is None or q >= smooth[4]:
             return 1, position
         f, lo, hi, start, end = smooth
@@ -167,7 +167,7 @@ def point_quality(factor: float, position: int, max_position: int, *, width: int
     """The quality that codes at (factor, position) on this image's ladder (coding_point's inverse, to
     one position); a point off the ladder (a forced factor) reads as position_to_quality."""
     rungs, count, full_quality = _ladder(max_position, width, height)
-    smooth = _smooth_rung(max_position, width, height)
+    smooth = _smooth_rung(max_position, width, height, rungs, full_quality)
     if smooth is not None and factor == smooth[0] and smooth[1] <= position <= smooth[2]:
         _, lo, hi, start, end = smooth
         return round(start + (position - lo + 0.5) / (hi - lo + 1) * (end - start), 2)

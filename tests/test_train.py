@@ -291,3 +291,25 @@ def test_random_downscale_crops_a_large_photo_at_several_scales(tmp_path):
     assert b.shape == (4, 3, 64, 64) and b.min() >= 0 and b.max() <= 1
     with pytest.raises(ValueError, match="random_downscale"):
         CropDataset(tmp_path, 64, random_downscale=0)
+
+
+def test_encoder_only_stage1_leaves_what_a_decoder_reads_as_it_was(data, tmp_path, tiny_fidelity):
+    """stage1_trains "encoder": E and H_a learn, every tensor a decoder reads (synthesis, entropy models,
+    prior, context, gains, tables) is the starting model's, and the run resumes like any other."""
+    tiny = builtin_recipes()["tiny"]
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({**tiny.to_dict(), "stage1_trains": "encoder"}))
+    src = SODECModel.from_folder(tiny_fidelity).state_dict()
+    cfg = str(tiny_fidelity / "config.json")
+    train(cfg, str(data), str(tmp_path / "run"), stage=1, max_steps=2, recipe=str(path), progress=False,
+          init_from=str(tiny_fidelity))
+    t = train(cfg, str(data), str(tmp_path / "run"), stage=1, recipe=str(path), progress=False,
+              init_from=str(tiny_fidelity), resume=True)
+    assert t.step == tiny.stage1.steps and len(t.stages.optimizers) == 1
+    out = SODECModel.from_folder(tmp_path / "run" / "model").state_dict()
+    encoder = ("compression.analysis.", "compression.hyper_analysis.")
+    changed = {k for k in src if not torch.equal(src[k], out[k])}
+    assert changed and all(k.startswith(encoder) for k in changed)
+    assert any(k.startswith("compression.hyper_analysis.") for k in changed)
+    with pytest.raises(ValueError, match="stage1_trains"):
+        dataclasses.replace(tiny, stage1_trains="decoder")

@@ -16,6 +16,8 @@ from ..models.objective import DEFAULT_MS_SSIM_WEIGHT
 from ..releases import ENTRIES
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
+# What stage 1 trains: the whole fidelity path, or its encoder alone (TrainRecipe.stage1_trains).
+STAGE1_PARTS = ("all", "encoder")
 # `sodec train --stage` of the decoder-only stage (the others are numbered 1-3).
 DECODER_STAGE = "decoder"
 
@@ -49,6 +51,10 @@ class TrainRecipe:
     # (their lambdas are 0.019-0.021 x 255^2 x those of their MSE models, quality for quality).
     # Needs crops of at least 161 px (5 MS-SSIM scales).
     ms_ssim_weight: float = DEFAULT_MS_SSIM_WEIGHT
+    # "encoder": stage 1 trains the analysis transform E and hyper analysis H_a alone, the decoder, the
+    # entropy models, prior, context model and gains frozen (see train/stages.py): a better encoder for
+    # what the parent's decoder already draws, files decoded by the same decoder weights.
+    stage1_trains: str = "all"
     # Stage 2: diffusion path with distortion only: d = k_M * MSE + k_P * LPIPS (HiFiC weights).
     stage2: StageRecipe = field(default_factory=lambda: StageRecipe(steps=20000, lr=5e-5, crop=512, batch_size=4))
     k_mse: float = 0.075 * 2**-5 * 255**2
@@ -76,6 +82,8 @@ class TrainRecipe:
             raise ValueError(f"ms_ssim_weight must be >= 0, not {self.ms_ssim_weight}")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, not {self.mixed_precision!r}")
+        if self.stage1_trains not in STAGE1_PARTS:
+            raise ValueError(f"stage1_trains must be one of {STAGE1_PARTS}, not {self.stage1_trains!r}")
 
     def stage(self, n: int | str) -> StageRecipe:
         return {1: self.stage1, 2: self.stage2, 3: self.stage3, DECODER_STAGE: self.decoder}[n]

@@ -47,15 +47,27 @@ def bits_per_pixel(likelihoods: torch.Tensor, pixels: int) -> torch.Tensor:
 
 class Stage1:
     """Compression module + fidelity decoder at every rate point: the fidelity path's
-    rate-distortion objective (models/objective.py) with the recipe's ms_ssim_weight."""
+    rate-distortion objective (models/objective.py) with the recipe's ms_ssim_weight.
+
+    With the recipe's stage1_trains "encoder", only E and H_a learn: everything a decoder reads stays as
+    the starting model has it, so the one-shot encoder learns the latents a search (`effort`) would
+    find, for the decoder that is already there."""
 
     def __init__(self, t: TrainingRun) -> None:
         self.t = t
         comp = t.model.compression
-        params = [p for n, p in t.model.named_parameters()
-                  if not n.endswith("quantiles") and not n.startswith(DIFFUSION_PREFIX)]
-        self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
-                           torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
+        self.encoder_only = t.recipe.stage1_trains == "encoder"
+        if self.encoder_only:
+            t.model.requires_grad_(False)
+            params = [*comp.analysis.parameters(), *comp.hyper_analysis.parameters()]
+            for p in params:
+                p.requires_grad_(True)
+            self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr)]
+        else:
+            params = [p for n, p in t.model.named_parameters()
+                      if not n.endswith("quantiles") and not n.startswith(DIFFUSION_PREFIX)]
+            self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
+                               torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
         self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
         if t.recipe.ms_ssim_weight and t.sr.crop < MS_SSIM_MIN_SIDE:
             raise ValueError(f"ms_ssim_weight needs crops of at least {MS_SSIM_MIN_SIDE} px, not {t.sr.crop}")
@@ -68,14 +80,17 @@ class Stage1:
         x_f = m.fidelity_decoder(out["y_hat"])
         bpp = _sum_bpp(out, x.shape[-1] * x.shape[-2])
         dist, mse, msssim = distortion(x_f, x, self.t.recipe.ms_ssim_weight)
-        extra = {} if msssim is None else {"ms_ssim": msssim.detach().mean().item()}
         loss = rate_distortion(dist, bpp, self.lambdas[r]).mean()
-        opt, aux_opt = self.optimizers
-        self.t.update(loss, opt, self.t.recipe.grad_clip)
-        aux = comp.entropy_bottleneck.loss()
-        self.t.update(aux, aux_opt)
+        self.t.update(loss, self.optimizers[0], self.t.recipe.grad_clip)
         psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
-        return StepResult(loss.item(), {"bpp": bpp.mean().item(), "psnr": psnr, "aux": aux.item(), **extra})
+        values = {"bpp": bpp.mean().item(), "psnr": psnr}
+        if not self.encoder_only:  # the entropy bottleneck's quantiles are the decoder's too
+            aux = comp.entropy_bottleneck.loss()
+            self.t.update(aux, self.optimizers[1])
+            values["aux"] = aux.item()
+        if msssim is not None:
+            values["ms_ssim"] = msssim.detach().mean().item()
+        return StepResult(loss.item(), values)
 
 
 def _prepare_diffusion(t: TrainingRun) -> None:

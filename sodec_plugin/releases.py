@@ -235,6 +235,19 @@ CANDIDATES: tuple[Release, ...] = (
         "`sodec-lite-12` on CLIC 2025 validation, CVVDP -0.67%, SSIMULACRA2 -1.61%, PSNR +4.58%, MS-SSIM "
         "+1.30% (Kodak -0.07%, -0.75%, +1.81%, +0.34%), short of the release rule at every guidance."),
     ),
+    Release(
+        "sodec-lite-15", None,
+        parent="sodec-lite-12", network=LITE_GAINED,
+        recipe=_crops256(17, 2000, lr=5e-5, batch_size=4, ms_ssim_weight=0.02, random_downscale=0.35,
+                         ssimulacra2_weight=0.5, stage1_trains="encoder"),
+        data="train+hr-train",
+        note=(
+        "`sodec-lite-12` with its encoder (E and H_a) trained alone for what the perceptual metrics see: the "
+        "decoder, entropy model, prior, context model and gains are `sodec-lite-12`'s, the loss is stage 1's "
+        "with SSIMULACRA2 added at half the weight of PSNR (`ssimulacra2_weight` 0.5), 2,000 steps of 256 px "
+        "crops (batch 4, lr 5e-5 dropped to 5e-6 at 70%). Same decoding cost and size as `sodec-lite-12`. "
+        "In training."),
+    ),
 )
 
 # The model the package ships and uses when none is named.

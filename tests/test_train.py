@@ -313,3 +313,22 @@ def test_encoder_only_stage1_leaves_what_a_decoder_reads_as_it_was(data, tmp_pat
     assert any(k.startswith("compression.hyper_analysis.") for k in changed)
     with pytest.raises(ValueError, match="stage1_trains"):
         dataclasses.replace(tiny, stage1_trains="decoder")
+
+
+def test_ssimulacra2_weight_adds_to_the_distortion_only(data, tmp_path):
+    """Same first step as the plain recipe in rate and PSNR; the loss grows by lambda * 255^2 * w * MSE ln10/10 *
+    (100 - SSIMULACRA2) / 6, the score logged being the eval's SSIMULACRA2 of the same decode."""
+    pytest.importorskip("ssimulacra2")
+    from sodec_plugin.config import resolve_config
+
+    tiny = builtin_recipes()["tiny"]
+    runs = {}
+    for w in (0.0, 0.5):
+        t = Trainer(resolve_config("tiny"), dataclasses.replace(tiny, ssimulacra2_weight=w), data, tmp_path / str(w), 1)
+        runs[w] = t.run(max_steps=1, progress=False)[0]
+    plain, mixed = runs[0.0], runs[0.5]
+    assert "ssimulacra2" not in plain.values and mixed.values["ssimulacra2"] < 100.0
+    assert mixed.values["bpp"] == plain.values["bpp"] and mixed.values["psnr"] == plain.values["psnr"]
+    assert mixed.loss > plain.loss
+    with pytest.raises(ValueError, match="ssimulacra2_weight"):
+        dataclasses.replace(tiny, ssimulacra2_weight=-1.0)

@@ -22,12 +22,12 @@ import torch
 from ..config import SODECConfig
 from ..models.sodec import SODECModel
 from .data import CropDataset
+from .perceptual import SSIMULACRA2_PER_DB
 from .recipe import DECODER_STAGE, TrainRecipe
 from .warm_start import warm_start
 
 # dB-like weights of the perceptual end (see the module docstring): on the rate-distortion curves of
-# the bundled model, one dB of PSNR is worth about 6 SSIMULACRA2 points and 0.35 JOD.
-SSIMULACRA2_PER_DB = 6.0
+# the bundled model, one dB of PSNR is worth about 0.35 JOD (and perceptual.SSIMULACRA2_PER_DB points).
 JOD_PER_DB = 0.35
 MSE_ANCHOR = 0.1
 

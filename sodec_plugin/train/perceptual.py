@@ -14,6 +14,7 @@ Two details of the package that this module reproduces rather than "fixes":
 
 from __future__ import annotations
 
+import math
 from functools import cache, lru_cache, partial
 
 import torch
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 
 from ..metrics import PERCEPTUAL_MIN_SIDE
 
+# The exchange rate between SSIMULACRA2 and PSNR on the rate-distortion curves of the bundled model: one dB
+# of PSNR is worth about 6 points.
+SSIMULACRA2_PER_DB = 6.0
 SIGMA = 1.5  # the package's blur_image default
 # blur_image pads the image with `round(3.2795 sigma + 0.2546)` zero lines, then calls scipy's gaussian_filter with
 # truncate=3.33, whose kernel reaches int(3.33 sigma + 0.5) pixels; the padding is at least as wide as the kernel,
@@ -162,3 +166,12 @@ def ssimulacra2_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(100 - SSIMULACRA2) / 100 per image, (B,): 0 for a perfect reconstruction, about 0.1 at "visually
     lossless", 0.5 at medium quality; unbounded above, since the score goes below 0 for very poor images."""
     return (100.0 - ssimulacra2_torch(x_hat, x)) / 100.0
+
+
+def ssimulacra2_as_mse(x_hat: torch.Tensor, x: torch.Tensor, mse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSIMULACRA2's shortfall from 100 as a distortion in MSE units, (B,), and the scores, (B,): the points are
+    turned into dB of PSNR (SSIMULACRA2_PER_DB) and the dB into MSE at each image's own MSE (one dB is
+    MSE ln(10) / 10 there), so that in a rate-distortion loss a weight of 1 trades a dB's worth of SSIMULACRA2
+    as the MSE term trades a dB of PSNR, at every rate point."""
+    score = ssimulacra2_torch(x_hat.clamp(0.0, 1.0), x)
+    return mse.detach() * (math.log(10.0) / 10.0) * (100.0 - score) / SSIMULACRA2_PER_DB, score

@@ -51,6 +51,10 @@ class TrainRecipe:
     # (their lambdas are 0.019-0.021 x 255^2 x those of their MSE models, quality for quality).
     # Needs crops of at least 161 px (5 MS-SSIM scales).
     ms_ssim_weight: float = DEFAULT_MS_SSIM_WEIGHT
+    # Stage 1's distortion also counts SSIMULACRA2 (train/perceptual.py, ssimulacra2_as_mse), at this weight:
+    # 1 trades a dB's worth of SSIMULACRA2 points as the MSE term trades a dB of PSNR. Needs the `ssimulacra2`
+    # package (the eval extra); crops of 225 px or more give it all 6 of its scales.
+    ssimulacra2_weight: float = 0.0
     # "encoder": stage 1 trains the analysis transform E and hyper analysis H_a alone, the decoder, the
     # entropy models, prior, context model and gains frozen (see train/stages.py): a better encoder for
     # what the parent's decoder already draws, files decoded by the same decoder weights.
@@ -82,6 +86,8 @@ class TrainRecipe:
             raise ValueError(f"ms_ssim_weight must be >= 0, not {self.ms_ssim_weight}")
         if self.mixed_precision not in MIXED_PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, not {self.mixed_precision!r}")
+        if self.ssimulacra2_weight < 0:
+            raise ValueError(f"ssimulacra2_weight must be >= 0, not {self.ssimulacra2_weight}")
         if self.stage1_trains not in STAGE1_PARTS:
             raise ValueError(f"stage1_trains must be one of {STAGE1_PARTS}, not {self.stage1_trains!r}")
 

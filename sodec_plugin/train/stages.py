@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import SODECConfig
-from ..metrics import MS_SSIM_MIN_SIDE
+from ..metrics import MS_SSIM_MIN_SIDE, PERCEPTUAL_MIN_SIDE
 from ..models.objective import distortion, rate_distortion
 from ..models.sodec import DIFFUSION_PREFIX, SODECModel
 from .losses import Distortion, PatchDiscriminator
@@ -69,8 +69,9 @@ class Stage1:
             self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
                                torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
         self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
-        if t.recipe.ms_ssim_weight and t.sr.crop < MS_SSIM_MIN_SIDE:
-            raise ValueError(f"ms_ssim_weight needs crops of at least {MS_SSIM_MIN_SIDE} px, not {t.sr.crop}")
+        for name, side in (("ms_ssim_weight", MS_SSIM_MIN_SIDE), ("ssimulacra2_weight", PERCEPTUAL_MIN_SIDE)):
+            if getattr(t.recipe, name) and t.sr.crop < side:
+                raise ValueError(f"{name} needs crops of at least {side} px, not {t.sr.crop}")
 
     def step(self, x: torch.Tensor, step: int) -> StepResult:
         m, comp = self.t.model, self.t.model.compression
@@ -80,6 +81,12 @@ class Stage1:
         x_f = m.fidelity_decoder(out["y_hat"])
         bpp = _sum_bpp(out, x.shape[-1] * x.shape[-2])
         dist, mse, msssim = distortion(x_f, x, self.t.recipe.ms_ssim_weight)
+        score = None
+        if self.t.recipe.ssimulacra2_weight:
+            from .perceptual import ssimulacra2_as_mse
+
+            term, score = ssimulacra2_as_mse(x_f, x, mse)
+            dist = dist + self.t.recipe.ssimulacra2_weight * term
         loss = rate_distortion(dist, bpp, self.lambdas[r]).mean()
         self.t.update(loss, self.optimizers[0], self.t.recipe.grad_clip)
         psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
@@ -90,6 +97,8 @@ class Stage1:
             values["aux"] = aux.item()
         if msssim is not None:
             values["ms_ssim"] = msssim.detach().mean().item()
+        if score is not None:
+            values["ssimulacra2"] = score.detach().mean().item()
         return StepResult(loss.item(), values)
 
 

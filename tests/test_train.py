@@ -300,7 +300,9 @@ def test_encoder_only_stage1_leaves_what_a_decoder_reads_as_it_was(data, tmp_pat
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps({**tiny.to_dict(), "stage1_trains": "encoder"}))
     src = SODECModel.from_folder(tiny_fidelity).state_dict()
-    cfg = str(tiny_fidelity / "config.json")
+    renamed = json.loads((tiny_fidelity / "config.json").read_text()) | {"name": "tiny-fidelity-encoder"}
+    (tmp_path / "config.json").write_text(json.dumps(renamed))  # a candidate of its own, as a release would be
+    cfg = str(tmp_path / "config.json")
     train(cfg, str(data), str(tmp_path / "run"), stage=1, max_steps=2, recipe=str(path), progress=False,
           init_from=str(tiny_fidelity))
     t = train(cfg, str(data), str(tmp_path / "run"), stage=1, recipe=str(path), progress=False,
@@ -332,3 +334,15 @@ def test_ssimulacra2_weight_adds_to_the_distortion_only(data, tmp_path):
     assert mixed.loss > plain.loss
     with pytest.raises(ValueError, match="ssimulacra2_weight"):
         dataclasses.replace(tiny, ssimulacra2_weight=-1.0)
+
+
+def test_warm_start_keeps_the_gains_exactly_where_the_rate_points_are_the_same():
+    """Only the name differs (a candidate started from its parent, as sodec-lite-15 from the bundled model):
+    every gain is copied bit for bit, as the interpolation between rate points would not be."""
+    from sodec_plugin.hub import bundled_models, default_model_name
+    from sodec_plugin.train.warm_start import warm_start
+
+    src = SODECModel.from_folder(bundled_models()[default_model_name()], fuse_lora=False)
+    out = warm_start(src, dataclasses.replace(src.cfg, name="sodec-lite-renamed"))
+    for key in ("gain", "inverse_gain", "z_gain"):
+        assert torch.equal(getattr(out.compression, key), getattr(src.compression, key)), key

@@ -67,7 +67,9 @@ def warm_start(src: SODECModel, cfg: SODECConfig) -> SODECModel:
     state, _ = split_state(src.state_dict())
     comp = "compression."
     for key in ("gain", "inverse_gain", "z_gain"):
-        if comp + key in state:
+        # Resampled only where the rate points differ: the interpolation is not bit-exact at shared points, and a
+        # model that keeps its parent's decoder (an encoder-only run) must keep its gains exactly.
+        if comp + key in state and src.cfg.rate_lambdas != cfg.rate_lambdas:
             state[comp + key] = resample_gains(state[comp + key], src.cfg.rate_lambdas, cfg.rate_lambdas)
     missing, unexpected = model.load_state_dict(state, strict=False)
     fresh = [k for k in missing if not k.startswith(tuple(fresh_prefixes))]

@@ -69,6 +69,11 @@ class Stage1:
             self.optimizers = [torch.optim.Adam(params, lr=t.sr.lr),
                                torch.optim.Adam([comp.entropy_bottleneck.quantiles], lr=t.recipe.aux_lr)]
         self.lambdas = torch.tensor(t.cfg.rate_lambdas, device=t.device)
+        self.ssimulacra2_as_mse = None  # resolved once here, not in every step
+        if t.recipe.ssimulacra2_weight:
+            from .perceptual import ssimulacra2_as_mse
+
+            self.ssimulacra2_as_mse = ssimulacra2_as_mse
         for name, side in (("ms_ssim_weight", MS_SSIM_MIN_SIDE), ("ssimulacra2_weight", PERCEPTUAL_MIN_SIDE)):
             if getattr(t.recipe, name) and t.sr.crop < side:
                 raise ValueError(f"{name} needs crops of at least {side} px, not {t.sr.crop}")
@@ -82,10 +87,8 @@ class Stage1:
         bpp = _sum_bpp(out, x.shape[-1] * x.shape[-2])
         dist, mse, msssim = distortion(x_f, x, self.t.recipe.ms_ssim_weight)
         score = None
-        if self.t.recipe.ssimulacra2_weight:
-            from .perceptual import ssimulacra2_as_mse
-
-            term, score = ssimulacra2_as_mse(x_f, x, mse)
+        if self.ssimulacra2_as_mse is not None:
+            term, score = self.ssimulacra2_as_mse(x_f, x, mse)
             dist = dist + self.t.recipe.ssimulacra2_weight * term
         loss = rate_distortion(dist, bpp, self.lambdas[r]).mean()
         self.t.update(loss, self.optimizers[0], self.t.recipe.grad_clip)
